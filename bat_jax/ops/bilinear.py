@@ -1,0 +1,173 @@
+"""The math of the bilinear attentional transform (``bat_cvpr2020.md`` §3, ``bat_supplementary.md`` §2).
+
+Pure ``jax.numpy`` functions; the learned parts (the convolutions that predict the matrices) live in
+``bat_jax.blocks.bat``. Shapes: ``x`` is ``(B, H, W, C)`` (frames folded into ``B``), a spatial
+matrix set is ``(B, k, n, n)`` for ``k`` channel groups on an ``n x n`` block grid.
+
+Block layout. An axis of length ``L`` is cut into ``n`` cells of ``b = max(L // s, 1)`` positions,
+``n = ceil(L / b)``: for ``L = s * b`` this is the paper's ``s x s`` block grid (Eqs. 5-6, Figure 3);
+at another resolution ``n`` differs from ``s`` and the ``s x s`` windows slide (supplement §2). When
+``b`` does not divide ``L`` the last cell is short: pooling ignores the missing positions and the
+transform treats them as zeros (like a convolution's zero padding).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Normalization = Literal['softmax', 'sigmoid']
+
+
+def block_layout(length: int, size: int) -> tuple[int, int]:
+  """``(n, b)``: number of cells and cell length for an axis of ``length`` and block size ``size``."""
+  if length < 1 or size < 1:
+    raise ValueError(f'block_layout needs positive sizes, got length={length}, size={size}')
+  b = max(length // size, 1)
+  return -(-length // b), b
+
+
+def _pad_axis(x: Array, axis: int, new_length: int, value: float = 0.0) -> Array:
+  extra = new_length - x.shape[axis]
+  if extra == 0:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, extra)
+  return jnp.pad(x, widths, constant_values=value)
+
+
+def cell_max_pool(f: Array, axis: int, n: int, b: int) -> Array:
+  """Max over each cell of ``b`` positions along ``axis`` (the block part of Eqs. 5-6)."""
+  axis = axis % f.ndim
+  f = _pad_axis(f, axis, n * b, -jnp.inf)
+  return jnp.max(f.reshape(*f.shape[:axis], n, b, *f.shape[axis + 1:]), axis=axis + 1)
+
+
+def cell_mean_pool(f: Array, axis: int, n: int, b: int) -> Array:
+  """Mean over each cell of ``b`` positions along ``axis`` (a short last cell: over what it has)."""
+  axis = axis % f.ndim
+  length = f.shape[axis]
+  summed = jnp.sum(_pad_axis(f, axis, n * b).reshape(*f.shape[:axis], n, b, *f.shape[axis + 1:]),
+                   axis=axis + 1)
+  counts = np.minimum(b, length - b * np.arange(n)).astype(np.float32)
+  shape = [1] * summed.ndim
+  shape[axis] = n
+  return summed / jnp.asarray(counts.reshape(shape), summed.dtype)
+
+
+def row_column_pool(f: Array, n_h: int, b_h: int, n_w: int, b_w: int) -> tuple[Array, Array]:
+  """Row and column max pooling of ``f (B, H, W, k)`` on the block grid (Eqs. 3-6).
+
+  Returns ``rows (B, n_h, k)`` (max over all of W and over each cell of rows) and
+  ``cols (B, n_w, k)`` (max over all of H and over each cell of columns).
+  """
+  rows = cell_max_pool(jnp.max(f, axis=2), 1, n_h, b_h)
+  cols = cell_max_pool(jnp.max(f, axis=1), 1, n_w, b_w)
+  return rows, cols
+
+
+def window_placement(n: int, size: int) -> np.ndarray:
+  """One-hot placement ``E (num_windows, size, n)``: window ``w`` covers rows/cols ``w..w+size-1``.
+
+  With ``n >= size`` the ``n - size + 1`` windows slide with stride 1 along the diagonal
+  (supplement §2, Figure 1). With ``n < size`` there is one window, cropped to its first ``n``
+  rows and columns (its predictor saw zero-padded pooled features).
+  """
+  num_windows = max(n - size + 1, 1)
+  e = np.zeros((num_windows, size, n), np.float32)
+  for w in range(num_windows):
+    for a in range(size):
+      if w + a < n:
+        e[w, a, w + a] = 1.0
+  return e
+
+
+def assemble_windows(window_logits: Array, n: int) -> tuple[Array, np.ndarray]:
+  """Places ``(B, num_windows, k, s, s)`` window logits on the diagonal of an ``n x n`` grid.
+
+  Overlapping entries are averaged; returns ``(logits (B, k, n, n), covered (n, n) bool)``.
+  Entries no window covers are not attended to: the normalisation gives them weight exactly 0
+  (supplement §2: "the values of uncovered regions are set to 0").
+  """
+  size = window_logits.shape[-1]
+  e = window_placement(n, size)
+  counts = np.einsum('wai,wbj->ij', e, e)
+  summed = jnp.einsum('wai,Bwkab,wbj->Bkij', jnp.asarray(e, window_logits.dtype), window_logits,
+                      jnp.asarray(e, window_logits.dtype))
+  covered = counts > 0
+  return summed / jnp.asarray(np.maximum(counts, 1.0), summed.dtype), covered
+
+
+def normalize(logits: Array, axis: int, kind: Normalization,
+              covered: np.ndarray | Array | None = None) -> Array:
+  """Non-negative entries summing to 1 along ``axis`` (Eq. 2), in float32.
+
+  ``'softmax'``: ``exp(l) / sum exp(l)`` (the released video code).
+  ``'sigmoid'``: ``sigmoid(l) / sum sigmoid(l)`` (the released image code), computed as a softmax
+  of log-sigmoids so that it never divides 0 by 0 when every logit is very negative.
+  ``covered``: entries outside it get weight 0.
+  """
+  logits = logits.astype(jnp.float32)
+  if kind == 'sigmoid':
+    logits = jax.nn.log_sigmoid(logits)
+  elif kind != 'softmax':
+    raise ValueError(f"normalization={kind!r}; allowed: 'softmax', 'sigmoid'")
+  if covered is not None:
+    logits = jnp.where(covered, logits, -jnp.inf)
+  return jax.nn.softmax(logits, axis=axis)
+
+
+def block_transform(x: Array, p: Array, q: Array, b_h: int, b_w: int) -> Array:
+  """``Y_c = P' X_c Q'`` per channel (Eq. 1) with ``P' = kron(P, I_{b_h})``, ``Q' = kron(Q, I_{b_w})``.
+
+  ``x (B, H, W, C)``; ``p (B, k, n_h, n_h)``, ``q (B, k, n_w, n_w)``; group ``g`` of ``k`` owns the
+  contiguous channels ``[g C/k, (g+1) C/k)``. The resized matrices are never built: ``H`` is
+  reshaped to ``(n_h, b_h)`` and ``P`` contracts the cell index (Figure 3), one contraction per side.
+  """
+  bsz, h, w, c = x.shape
+  k, n_h, n_w = p.shape[1], p.shape[-1], q.shape[-1]
+  if c % k:
+    raise ValueError(f'{c} channels do not split into {k} groups')
+  x = _pad_axis(_pad_axis(x, 1, n_h * b_h), 2, n_w * b_w)
+  x = x.reshape(bsz, n_h, b_h, n_w, b_w, k, c // k)
+  p = p.astype(x.dtype)
+  q = q.astype(x.dtype)
+  y = jnp.einsum('Bgij,Bjavbgc->Biavbgc', p, x)
+  y = jnp.einsum('Biavbgc,Bgvl->Bialbgc', y, q)
+  return y.reshape(bsz, n_h * b_h, n_w * b_w, c)[:, :h, :w]
+
+
+def temporal_transform(y: Array, t: Array, b_t: int) -> Array:
+  """``Z_c = T' [Y_1c, ..., Y_Tc]`` (Eq. 7) with ``T' = kron(T, I_{b_t})``.
+
+  ``y (B, T, H, W, C)``; ``t (B, tk, n_t, n_t)`` for ``tk`` contiguous channel groups.
+  """
+  bsz, length, h, w, c = y.shape
+  tk, n_t = t.shape[1], t.shape[-1]
+  if c % tk:
+    raise ValueError(f'{c} channels do not split into {tk} temporal groups')
+  y = _pad_axis(y, 1, n_t * b_t).reshape(bsz, n_t, b_t, h, w, tk, c // tk)
+  z = jnp.einsum('Bgij,Bjahwgc->Biahwgc', t.astype(y.dtype), y)
+  return z.reshape(bsz, n_t * b_t, h, w, c)[:, :length]
+
+
+def resize_matrix(m: Array, b: int, length: int) -> Array:
+  """The full-resolution matrix ``kron(m, I_b)`` cropped to ``length`` (Figure 3); for tools only."""
+  eye = jnp.eye(b, dtype=m.dtype)
+  full = jnp.einsum('...ij,ab->...iajb', m, eye)
+  n = m.shape[-1]
+  return full.reshape(*m.shape[:-2], n * b, n * b)[..., :length, :length]
+
+
+def downsample_transform(x: Array, p: Array, q: Array, n_h: int, b_h: int, n_w: int,
+                         b_w: int) -> Array:
+  """Table 2's "downsampling" variant: average ``x`` to the ``n_h x n_w`` grid, transform it with
+  the small ``P, Q``, and resize back bilinearly."""
+  bsz, h, w, c = x.shape
+  small = cell_mean_pool(cell_mean_pool(x, 1, n_h, b_h), 2, n_w, b_w)
+  small = block_transform(small, p, q, 1, 1)
+  return jax.image.resize(small, (bsz, h, w, c), 'bilinear').astype(x.dtype)

@@ -1,0 +1,50 @@
+"""Kinetics-400 recipe shared by the video configs (``bat_cvpr2020.md`` §4.1; released BAT video code).
+
+C2D ResNet-50, 8 frames at stride 8, 224 crops; SGD momentum 0.9, lr 0.01 at batch 64 (scaled
+linearly with the global batch), x0.1 at epochs 40/80, 100 epochs, no warm-up; weight decay 1e-4
+on conv/FC weights only (no decay on BN and biases); gradient-norm clip 20; dropout 0.5 before
+the classifier; BAT blocks use channel dropout 0.2.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'c2d_resnet50'
+  config.model.num_classes = 400
+  config.model.width = 64
+  config.model.input_size = (8, 224, 224)
+  config.model.dropout_rate = 0.5
+  config.model.dtype = 'float32'
+  config.model.block = ml_collections.ConfigDict({'type': 'none'})
+  config.model.insertions = ml_collections.ConfigDict()
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'kinetics400'
+  config.data.root = ''  # required: the Kinetics folder (annotations + train/ val/)
+  config.data.num_frames = 8
+  config.data.frame_stride = 8
+  config.data.crop_size = 224
+  config.data.train_short_side = (256, 320)
+  config.data.eval_short_side = 256
+  config.data.num_workers = 8
+
+  config.global_batch_size = 64
+  config.num_epochs = 100
+  config.optimizer = 'sgd'
+  config.momentum = 0.9
+  config.base_learning_rate = 0.01  # per lr_base_batch_size clips
+  config.lr_base_batch_size = 64
+  config.schedule = 'step'
+  config.warmup_epochs = 0
+  config.lr_decay_epochs = (40, 80)
+  config.lr_decay_factor = 0.1
+  config.weight_decay = 1e-4
+  config.weight_decay_on = 'conv_fc_weights'  # released video code: no decay on BN and biases
+  config.grad_clip_norm = 20.0
+  config.label_smoothing = 0.0
+  return config
