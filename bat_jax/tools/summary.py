@@ -4,8 +4,9 @@ r"""Parameter count and multiply-adds of a recipe's model, whole and per inserte
   python -m bat_jax.tools.summary --config=configs/imagenet_r50_bat.py \
       --config.model.input_size='(256, 256)'
 
-Nothing is allocated or compiled: shapes come from ``jax.eval_shape`` and multiply-adds from the
-jaxpr (:mod:`bat_jax.tools.complexity`). The papers' "GFLOPs" are these multiply-adds (GMACs).
+Nothing is allocated or compiled: shapes come from ``jax.eval_shape``, multiply-adds from the
+jaxpr (:mod:`bat_jax.tools.complexity`), and XLA's own cost analysis of the lowered program is
+printed beside them as a cross-check. The papers' "GFLOPs" are multiply-adds (GMACs).
 ``--json`` prints one JSON object as the last line (``params``, ``gmacs``, ``blocks``).
 """
 
@@ -43,7 +44,9 @@ def summarize(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
   model = build_model(model_config)
   x = jax.ShapeDtypeStruct(input_shape(model_config), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init({'params': jax.random.key(0)}, x), x)
-  scoped = complexity.macs_by_scope(lambda v, x: model.apply(v, x), variables, x)
+  apply = lambda v, x: model.apply(v, x)  # noqa: E731
+  scoped = complexity.macs_by_scope(apply, variables, x)
+  xla_flops = jax.jit(apply).lower(variables, x).cost_analysis().get('flops', float('nan'))
   by_module = complexity.group_by_module(scoped)
   marker = f'_{model.insert_name}'
   blocks = {name: {'params': complexity.count_params(variables['params'][name]),
@@ -51,7 +54,7 @@ def summarize(model_config: ml_collections.ConfigDict) -> dict[str, Any]:
             for name in variables['params'] if marker in name and model.insert_block is not None}
   return {'model': model_config.name, 'input': list(x.shape),
           'params': complexity.count_params(variables['params']),
-          'gmacs': sum(scoped.values()) / 1e9, 'blocks': blocks}
+          'gmacs': sum(scoped.values()) / 1e9, 'xla_gflops': xla_flops / 1e9, 'blocks': blocks}
 
 
 def main(argv: list[str]) -> None:
@@ -62,6 +65,8 @@ def main(argv: list[str]) -> None:
   for name, b in result['blocks'].items():
     print(f"{name:<16}{b['params']:>14,}{b['gmacs']:>10.3f}")
   print(f"{'total':<16}{result['params']:>14,}{result['gmacs']:>10.3f}")
+  print(f"(for comparison, XLA's cost analysis of the same program: {result['xla_gflops']:.2f} "
+        'GFLOPs by its own rules, about 2 per multiply-add)')
   if _JSON.value:
     print(json.dumps(result))
 
