@@ -176,3 +176,19 @@ def test_channel_dropout_drops_whole_channels():
 def test_bad_settings_name_the_field(fields, message):
   with pytest.raises(ValueError, match=message.replace('.', r'\.')):
     BATBlock.validate(16, fields)
+
+
+def test_attention_maps_follow_eq8_and_supplement_eq1():
+  rng = np.random.default_rng(5)
+  p, q = rng.uniform(size=(2, 6, 6)), rng.uniform(size=(2, 5, 5))
+  w = np.asarray(bilinear.reprojected_attention(jnp.asarray(p), jnp.asarray(q)))
+  ones = np.ones((6, 5))
+  for g in range(2):
+    np.testing.assert_allclose(w[g], p[g].T @ ones @ q[g].T, rtol=1e-5)
+  c = np.asarray(bilinear.contribution_map(jnp.asarray(p), jnp.asarray(q), 4, 1))
+  for m in range(6):
+    for n in range(5):
+      np.testing.assert_allclose(c[:, m, n], p[:, 4, m] * q[:, n, 1], rtol=1e-6)
+  # Y = P X Q: output (i, j) is the contribution-weighted sum of the input (supplement §3)
+  x = rng.normal(size=(6, 5))
+  np.testing.assert_allclose((c[0] * x).sum(), (p[0] @ x @ q[0])[4, 1], rtol=1e-6)

@@ -129,11 +129,11 @@ def test_images_are_nhwc_and_train_mode_needs_dropout_and_batch_stats():
   model = build_model(dict(name='resnet18', num_classes=7, width=4, dropout_rate=0.5,
                            block=bat(2, size=2), insertions={'res3': (1,)}))
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), x)
-  logits = model.apply(variables, x, train=False)
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  logits = jax.jit(model.apply)(variables, x)
   assert logits.shape == (2, 7)
-  logits, updates = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(1)},
-                                mutable=['batch_stats'])
+  logits, updates = jax.jit(lambda v, x: model.apply(
+      v, x, train=True, rngs={'dropout': jax.random.key(1)}, mutable=['batch_stats']))(variables, x)
   assert logits.shape == (2, 7)
   changed = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
                          updates['batch_stats'], variables['batch_stats'])

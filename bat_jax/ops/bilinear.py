@@ -173,3 +173,15 @@ def downsample_transform(x: Array, p: Array, q: Array, n_h: int, b_h: int, n_w: 
   small = cell_mean_pool(cell_mean_pool(x, 1, n_h, b_h), 2, n_w, b_w)
   small = block_transform(small, p, q, 1, 1)
   return jax.image.resize(small, (bsz, h, w, c), 'bilinear').astype(x.dtype)
+
+
+def reprojected_attention(p: Array, q: Array) -> Array:
+  """Eq. 8: ``W = P^T A Q^T`` with ``A`` all ones, i.e. ``W[m, n] = (sum_i P[i, m]) (sum_j Q[n, j])``:
+  how much input position ``(m, n)`` feeds the whole output. ``p (..., H, H)``, ``q (..., W, W)``."""
+  return jnp.sum(p, axis=-2)[..., :, None] * jnp.sum(q, axis=-1)[..., None, :]
+
+
+def contribution_map(p: Array, q: Array, i: int, j: int) -> Array:
+  """Supplement Eq. 1: ``C^{ij}[m, n] = P[i, m] Q[n, j]``, the weight of input ``(m, n)`` in output
+  ``(i, j)``. ``p (..., H, H)``, ``q (..., W, W)``; returns ``(..., H, W)``."""
+  return p[..., i, :, None] * q[..., None, :, j]
