@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from bat_jax.blocks.bat import BATBlock
+from bat_jax.blocks.nonlocal_ import NonLocalBlock
+from bat_jax.blocks.spectral import ChebyshevNonLocalBlock, SpectralNonLocalBlock
 from bat_jax.models.resnet import STAGES, ResNet
 
 # name -> (stage_sizes, residual block)
@@ -60,7 +62,12 @@ def _backbones() -> dict[str, dict[str, Any]]:
 
 
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
-BLOCKS: dict[str, type[nn.Module]] = {'bat': BATBlock}
+BLOCKS: dict[str, type[nn.Module]] = {
+    'bat': BATBlock,
+    'nonlocal': NonLocalBlock,
+    'snl': SpectralNonLocalBlock,
+    'chebyshev': ChebyshevNonLocalBlock,
+}
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 

@@ -45,30 +45,39 @@ def _sub_jaxprs(eqn: Any) -> list[tuple[Any, int]]:
   return found
 
 
-def _walk(jaxpr: Any, prefix: str, times: int, out: dict[str, int]) -> None:
+def _walk(jaxpr: Any, prefix: str, times: int, out: dict[tuple[str, str], int]) -> None:
   for eqn in jaxpr.eqns:
     stack = str(eqn.source_info.name_stack)
     scope = f'{prefix}/{stack}' if prefix and stack else (prefix or stack)
     macs = _eqn_macs(eqn)
     if macs:
-      out[scope] += macs * times
+      out[(scope, eqn.primitive.name)] += macs * times
     for sub, t in _sub_jaxprs(eqn):
       _walk(sub, scope, times * t, out)
 
 
 def _total(jaxpr: Any) -> int:
-  out: dict[str, int] = collections.defaultdict(int)
+  out: dict[tuple[str, str], int] = collections.defaultdict(int)
   _walk(jaxpr, '', 1, out)
   return sum(out.values())
 
 
-def macs_by_scope(fn: Callable[..., Any], *args: Any) -> dict[str, int]:
-  """Multiply-adds of ``fn(*args)`` keyed by name scope (``ResNet/res3_bat1/conv1``, ...).
-
-  ``args`` may be ``jax.ShapeDtypeStruct`` trees: nothing is allocated.
+def macs_table(fn: Callable[..., Any], *args: Any) -> dict[tuple[str, str], int]:
+  """Multiply-adds of ``fn(*args)`` keyed by (name scope, primitive): ``('ResNet/res3_bat1/conv1',
+  'conv_general_dilated')``. ``args`` may be ``jax.ShapeDtypeStruct`` trees: nothing is allocated.
   """
-  out: dict[str, int] = collections.defaultdict(int)
+  out: dict[tuple[str, str], int] = collections.defaultdict(int)
   _walk(jax.make_jaxpr(fn)(*args).jaxpr, '', 1, out)
+  return dict(out)
+
+
+def macs_by_scope(table: dict[tuple[str, str], int],
+                  primitive: str | None = None) -> dict[str, int]:
+  """Sums a :func:`macs_table` over primitives (or keeps only ``primitive``), keyed by scope."""
+  out: dict[str, int] = collections.defaultdict(int)
+  for (scope, prim), value in table.items():
+    if primitive is None or prim == primitive:
+      out[scope] += value
   return dict(out)
 
 
