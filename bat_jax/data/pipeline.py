@@ -1,0 +1,493 @@
+"""grain input pipelines for video classification (Kinetics layout; numpy-only workers).
+
+The trainer calls::
+
+    it = make_train_iterator(config.data, global_batch_size, process_index, process_count, seed)
+    batch = next(it)            # {'video': f32 (B, T, H, W, 3), 'label': i32 (B,)}
+    state = it.get_state()      # JSON-serialisable; save with the checkpoint
+    it.set_state(state)         # resume exactly (fresh iterator, same arguments)
+    it.steps_per_epoch          # global steps per epoch
+    broken_files()              # this process's undecodable videos, for the report file
+
+    ev = make_eval_iterator(config.data, global_batch_size, process_index, process_count)
+    for batch in ev: ...        # + 'mask' (B,) bool and 'video_index' (B,) i32; finite
+
+Training order. Epoch ``e`` is a permutation of all records drawn from ``(seed, e)``
+(identical on every host); the first ``steps_per_epoch * global_batch_size`` positions are
+used (the left-over differs per epoch, so every video is seen). Global step ``s`` is positions
+``[s * G, (s + 1) * G)`` of its epoch; process ``p`` of ``P`` reads only rows
+``[p * G / P, (p + 1) * G / P)`` of it (its contiguous block, as ``bat_jax.data.synthetic``),
+so shards are disjoint, cover the global batch, and the global batch is the same row for row
+whatever the process count. Each clip's augmentation uses
+``np.random.default_rng([seed, epoch, position])``, so batches do not depend on the number of
+grain workers, threads or processes. Batching happens on the ``MapDataset`` (before
+``mp_prefetch``), so worker ``w`` produces whole batches ``w, w + N, ...`` and the batch
+sequence is the same for any ``num_workers`` (0 = in-process).
+
+Broken videos. A :class:`~bat_jax.data.video.VideoDecodeError` never stops training: the clip
+is replaced by the next record in annotation order (deterministically; up to
+``_MAX_SUBSTITUTES`` tries) and the failure travels with the batch back to the main process,
+where :func:`broken_files` collects it (per path: reason and count). In evaluation a broken
+video yields zero frames with ``mask = False`` (left out of the metrics) and is reported the
+same way.
+
+Iterator state. ``get_state()`` returns ``{'next_batch', 'offset', 'num_workers', 'grain',
+'fingerprint', ...}`` where ``grain`` is the grain ``DatasetIterator`` state; ``set_state``
+restores it with grain's own ``set_state`` when the worker count matches, and otherwise
+restarts the pipeline at batch ``next_batch`` (same batches: they depend only on the index),
+so a run can also resume with another ``num_workers`` or process count. The iterator is a
+``grain.DatasetIterator``, so grain's orbax handlers (``grain.checkpoint``) accept it.
+
+Evaluation views. ``num_clips`` temporal clips (evenly spread, start fraction ``k / (K - 1)``;
+the centre clip when 1) x ``num_crops`` spatial crops (left/centre/right along the long side;
+the centre crop when 1) per video; single-view (1 x 1) by default, ``10 x 3`` with
+``crop_size = eval_short_side`` for the fully-convolutional testing of
+``bat_supplementary.md`` §1. Process ``p`` evaluates videos ``p::P``; every process yields
+``ceil(ceil(n / P) * views / B)`` batches, padded with ``mask = False`` rows, and all views of a
+video come from the same process in consecutive rows.
+
+``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
+train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
+(0-1 RGB; default ImageNet), random_flip (default True), train_split ('train'),
+eval_split ('val'), num_threads (per-worker read threads, default 2).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import threading
+from typing import Any, Callable, Sequence
+
+import grain
+import numpy as np
+
+from bat_jax.data import kinetics
+from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, eval_transform,
+                                train_transform)
+
+__all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
+           'reset_broken_files', 'train_position_order', 'eval_assignment']
+
+_MAX_SUBSTITUTES = 16
+_STATE_VERSION = 1
+
+# ----------------------------------------------------------------------------------------
+# Broken-file registry (main process; filled from the '_broken' entries of the batches).
+# ----------------------------------------------------------------------------------------
+
+_BROKEN_LOCK = threading.Lock()
+_BROKEN: dict[str, dict] = {}
+
+
+def _record_broken(entries, split: str) -> None:
+  if not entries:
+    return
+  with _BROKEN_LOCK:
+    for path, reason in entries:
+      e = _BROKEN.get(path)
+      if e is None:
+        _BROKEN[path] = {'path': path, 'reason': reason, 'count': 1, 'split': split}
+        logging.warning('undecodable video (%s): %s: %s', split, path, reason)
+      else:
+        e['count'] += 1
+
+
+def broken_files() -> list[dict]:
+  """This process's undecodable videos seen by any iterator so far, sorted by path:
+  ``[{'path', 'reason', 'count', 'split'}]`` (count = times it had to be replaced/masked)."""
+  with _BROKEN_LOCK:
+    return [dict(_BROKEN[p]) for p in sorted(_BROKEN)]
+
+
+def reset_broken_files() -> None:
+  with _BROKEN_LOCK:
+    _BROKEN.clear()
+
+
+# ----------------------------------------------------------------------------------------
+# Config helpers.
+# ----------------------------------------------------------------------------------------
+
+
+def _get(cfg, name: str, default=None):
+  if isinstance(cfg, dict):
+    return cfg.get(name, default)
+  try:
+    return cfg.get(name, default)  # ml_collections.ConfigDict
+  except AttributeError:
+    return getattr(cfg, name, default)
+
+
+def _require(cfg, name: str):
+  v = _get(cfg, name, None)
+  if v is None or (name == 'root' and not v):
+    raise ValueError(f'config.data.{name} is required')
+  return v
+
+
+def _ensure_absl_flags_parsed() -> None:
+  """grain reads absl flags; outside absl.app.run they are unparsed (grain#1355)."""
+  try:
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+  except ImportError:
+    pass
+
+
+def _split_process_batch(global_batch_size: int, process_count: int) -> int:
+  if global_batch_size % process_count:
+    raise ValueError(f'global batch {global_batch_size} not divisible by the '
+                     f'{process_count} processes')
+  return global_batch_size // process_count
+
+
+# ----------------------------------------------------------------------------------------
+# Index sources (what each process reads, in which order).
+# ----------------------------------------------------------------------------------------
+
+
+def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+
+
+class _TrainSource:
+  """Random-access sequence: element ``i`` of process ``p`` -> (epoch, position, record).
+
+  Row ``r`` of this process's batch ``s`` is row ``p * B + r`` of global batch ``s``, i.e.
+  position ``(s mod steps) * G + p * B + r`` of the permutation of epoch ``s // steps``.
+  """
+
+  def __init__(self, num_records: int, steps_per_epoch: int, batch: int, process_index: int,
+               process_count: int, seed: int, num_epochs: int | None):
+    self.num_records, self.steps, self.b = num_records, steps_per_epoch, batch
+    self.p, self.G, self.seed = process_index, batch * process_count, seed
+    self._len = sys.maxsize if num_epochs is None else num_epochs * steps_per_epoch * batch
+    self._perms: collections.OrderedDict = collections.OrderedDict()
+
+  def __getstate__(self):
+    d = dict(self.__dict__)
+    d['_perms'] = collections.OrderedDict()
+    return d
+
+  def __len__(self) -> int:
+    return self._len
+
+  def _perm(self, epoch: int) -> np.ndarray:
+    perm = self._perms.get(epoch)
+    if perm is None:
+      perm = _epoch_permutation(self.seed, epoch, self.num_records)
+      self._perms[epoch] = perm
+      while len(self._perms) > 2:
+        self._perms.popitem(last=False)
+    return perm
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < self._len:
+      raise IndexError(i)
+    step, row = divmod(int(i), self.b)
+    epoch, step_in_epoch = divmod(step, self.steps)
+    pos = step_in_epoch * self.G + self.p * self.b + row
+    return epoch, pos, int(self._perm(epoch)[pos])
+
+
+def train_position_order(num_records: int, global_batch_size: int, process_index: int,
+                         process_count: int, seed: int, num_batches: int) -> np.ndarray:
+  """Record indices of this process's first ``num_batches`` batches, (num_batches, B)."""
+  b = _split_process_batch(global_batch_size, process_count)
+  steps = num_records // global_batch_size
+  src = _TrainSource(num_records, steps, b, process_index, process_count, seed, None)
+  return np.asarray([src[i][2] for i in range(num_batches * b)]).reshape(num_batches, b)
+
+
+def eval_assignment(num_videos: int, views: int, per_process_batch: int, process_index: int,
+                    process_count: int) -> tuple[np.ndarray, int]:
+  """Per-row (video or -1, view) of this process's eval stream and its number of batches."""
+  slots = -(-num_videos // process_count)
+  videos = np.arange(process_index, slots * process_count, process_count)
+  videos = np.where(videos < num_videos, videos, -1)
+  rows = slots * views
+  num_batches = -(-rows // per_process_batch)
+  vid = np.full(num_batches * per_process_batch, -1, np.int64)
+  view = np.zeros(num_batches * per_process_batch, np.int64)
+  vid[:rows] = np.repeat(videos, views)
+  view[:rows] = np.tile(np.arange(views), slots)
+  return np.stack([vid, view], 1), num_batches
+
+
+# ----------------------------------------------------------------------------------------
+# Per-element work (runs in grain workers: numpy / PyAV only).
+# ----------------------------------------------------------------------------------------
+
+
+class _TrainLoad:
+  def __init__(self, paths: Sequence[str], labels: np.ndarray, seed: int, opts: dict):
+    self.paths, self.labels, self.seed, self.opts = tuple(paths), labels, seed, opts
+
+  def __call__(self, item):
+    epoch, pos, rec = item
+    rng = np.random.default_rng([self.seed, epoch, pos])
+    n = len(self.paths)
+    broken = []
+    for k in range(_MAX_SUBSTITUTES):
+      r = (rec + k) % n
+      try:
+        video = train_transform(self.paths[r], rng, **self.opts)
+      except VideoDecodeError as e:
+        broken.append((e.path, e.reason))
+        continue
+      return {'video': video, 'label': np.int32(self.labels[r]), '_broken': tuple(broken)}
+    raise RuntimeError(f'{_MAX_SUBSTITUTES} consecutive undecodable videos from record {rec} '
+                       f'on: {broken}')
+
+
+class _EvalLoad:
+  def __init__(self, paths, labels, opts: dict, num_clips: int, num_crops: int, shape):
+    self.paths, self.labels, self.opts = tuple(paths), labels, opts
+    self.num_clips, self.num_crops, self.shape = num_clips, num_crops, shape
+
+  def __call__(self, item):
+    vid, view = int(item[0]), int(item[1])
+    broken = ()
+    if vid >= 0:
+      try:
+        video = eval_transform(self.paths[vid], clip_index=view // self.num_crops,
+                               num_clips=self.num_clips, crop_index=view % self.num_crops,
+                               num_crops=self.num_crops, **self.opts)
+        return {'video': video, 'label': np.int32(self.labels[vid]), 'mask': np.bool_(True),
+                'video_index': np.int32(vid), '_broken': ()}
+      except VideoDecodeError as e:
+        broken = ((e.path, e.reason),)
+    return {'video': np.zeros(self.shape, np.float32),
+            'label': np.int32(self.labels[vid] if vid >= 0 else 0), 'mask': np.bool_(False),
+            'video_index': np.int32(vid), '_broken': broken}
+
+
+def _collate(elements):
+  out = {}
+  for k in elements[0]:
+    if k == '_broken':
+      out[k] = tuple(x for e in elements for x in e[k])
+    else:
+      out[k] = np.stack([e[k] for e in elements])
+  return out
+
+
+# ----------------------------------------------------------------------------------------
+# Checkpointable iterator.
+# ----------------------------------------------------------------------------------------
+
+
+class VideoIterator(grain.DatasetIterator):
+  """Batches from a grain pipeline; checkpointable with ``get_state`` / ``set_state``.
+
+  ``build(offset)`` returns the grain ``IterDataset`` of batches ``offset, offset + 1, ...``.
+  """
+
+  def __init__(self, build: Callable[[int], Any], *, num_batches: int | None,
+               num_workers: int, split: str, fingerprint: dict, info: dict):
+    super().__init__()
+    self._build = build
+    self._num_workers = num_workers
+    self._split = split
+    self._fingerprint = fingerprint
+    self.num_batches = num_batches  # None = infinite
+    for k, v in info.items():
+      setattr(self, k, v)
+    self._offset = 0
+    self._next = 0
+    self._inner = iter(build(0))
+
+  def __next__(self):
+    if self._closed:
+      raise ValueError('iterator is closed')
+    batch = next(self._inner)
+    _record_broken(batch.pop('_broken', ()), self._split)
+    self._next += 1
+    return batch
+
+  def __len__(self):
+    if self.num_batches is None:
+      raise TypeError('infinite iterator')
+    return self.num_batches
+
+  def get_state(self) -> dict:
+    return {
+        'version': _STATE_VERSION,
+        'next_batch': self._next,
+        'offset': self._offset,
+        'num_workers': self._num_workers,
+        'fingerprint': dict(self._fingerprint),
+        'grain': self._inner.get_state(),
+    }
+
+  def set_state(self, state: dict) -> None:
+    if state.get('version') != _STATE_VERSION:
+      raise ValueError(f'unknown data iterator state version {state.get("version")}')
+    fp = state.get('fingerprint', {})
+    elastic = ('process_index', 'process_count') if self._fingerprint['kind'] == 'train' else ()
+    diff = {k: (fp.get(k), v) for k, v in self._fingerprint.items()
+            if k not in elastic and fp.get(k) != v}
+    if diff:
+      raise ValueError(f'data iterator state from another pipeline: (saved, now) {diff}')
+    same_layout = (state['num_workers'] == self._num_workers and
+                   fp.get('process_index') == self._fingerprint['process_index'] and
+                   fp.get('process_count') == self._fingerprint['process_count'])
+    if same_layout:  # grain's own state
+      if state['offset'] != self._offset:
+        self._restart(state['offset'])
+      self._inner.set_state(state['grain'])
+    else:  # another worker / process count: batches depend only on their index
+      self._restart(state['next_batch'])
+    self._next = int(state['next_batch'])
+
+  def _restart(self, offset: int) -> None:
+    self._inner.close()
+    self._offset = int(offset)
+    self._inner = iter(self._build(self._offset))
+
+  def start_prefetch(self) -> None:
+    self._inner.start_prefetch()
+
+  def close(self) -> None:
+    if not self._closed:
+      self._closed = True
+      self._inner.close()
+
+  def __del__(self):
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+def _grain_builder(map_ds, num_workers: int, num_threads: int):
+  def build(offset: int):
+    ds = map_ds[offset:] if offset else map_ds
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                              prefetch_buffer_size=max(1, num_threads)))
+    if num_workers > 0:
+      ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                       per_worker_buffer_size=1))
+    return ds
+  return build
+
+
+# ----------------------------------------------------------------------------------------
+# Public entry points.
+# ----------------------------------------------------------------------------------------
+
+
+def _load_records(data_config, split: str) -> kinetics.Split:
+  root = _require(data_config, 'root')
+  sp = kinetics.load_split(root, split)
+  if not sp.records:
+    raise ValueError(f'no videos found for split {split!r} under {root!r}')
+  return sp
+
+
+def _common(data_config):
+  return dict(num_frames=int(_require(data_config, 'num_frames')),
+              stride=int(_require(data_config, 'frame_stride')),
+              crop_size=int(_require(data_config, 'crop_size')),
+              mean=tuple(float(x) for x in _get(data_config, 'mean', IMAGENET_MEAN)),
+              std=tuple(float(x) for x in _get(data_config, 'std', IMAGENET_STD)))
+
+
+def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
+                        process_count: int = 1, seed: int = 0, *,
+                        num_epochs: int | None = None, records=None) -> VideoIterator:
+  """Infinite (or ``num_epochs``-long) iterator of training batches for this process.
+
+  Batches: {'video': float32 (B, T, crop, crop, 3) normalised, 'label': int32 (B,)} with
+  ``B = global_batch_size // process_count``. Attributes: ``steps_per_epoch`` (global steps),
+  ``num_examples``, ``class_names``, ``num_classes``, ``per_process_batch_size``, ``missing``
+  (annotated videos without a file, see :class:`bat_jax.data.kinetics.Split`).
+  ``records`` (list of (path, label)) overrides the records from ``data_config.root``.
+  """
+  _ensure_absl_flags_parsed()
+  split_name = _get(data_config, 'train_split', 'train')
+  if records is None:
+    sp = _load_records(data_config, split_name)
+    records, class_names, missing = sp.records, sp.class_names, sp.missing
+  else:
+    class_names, missing = None, []
+  n = len(records)
+  b = _split_process_batch(global_batch_size, process_count)
+  steps = n // global_batch_size
+  if steps < 1:
+    raise ValueError(f'{n} training videos < global batch {global_batch_size}')
+  opts = _common(data_config)
+  lo, hi = (int(x) for x in _require(data_config, 'train_short_side'))
+  if not opts['crop_size'] <= lo <= hi:
+    raise ValueError(f'need crop_size <= train_short_side[0] <= train_short_side[1], got '
+                     f'{opts["crop_size"]}, ({lo}, {hi})')
+  opts.update(short_side_range=(lo, hi), flip=bool(_get(data_config, 'random_flip', True)))
+  paths = [p for p, _ in records]
+  labels = np.asarray([l for _, l in records], np.int32)
+  source = _TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
+  ds = (grain.MapDataset.source(source)
+        .map(_TrainLoad(paths, labels, int(seed), opts))
+        .batch(b, drop_remainder=True, batch_fn=_collate))
+  num_workers = int(_get(data_config, 'num_workers', 0) or 0)
+  num_threads = int(_get(data_config, 'num_threads', 2) or 1)
+  fingerprint = {'kind': 'train', 'seed': int(seed), 'global_batch_size': global_batch_size,
+                 'num_records': n, 'process_index': process_index,
+                 'process_count': process_count}
+  info = {'steps_per_epoch': steps, 'num_examples': n, 'class_names': class_names,
+          'missing': missing,
+          'num_classes': len(class_names) if class_names else None,
+          'per_process_batch_size': b}
+  return VideoIterator(_grain_builder(ds, num_workers, num_threads),
+                       num_batches=None if num_epochs is None else num_epochs * steps,
+                       num_workers=num_workers, split=split_name, fingerprint=fingerprint,
+                       info=info)
+
+
+def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
+                       process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
+                       crop_size: int | None = None, records=None) -> VideoIterator:
+  """Finite, deterministic evaluation iterator for this process (one pass).
+
+  Batches: {'video', 'label', 'mask' bool (B,), 'video_index' int32 (B,) (-1 = padding)}.
+  Every process yields ``len(iterator)`` batches. ``crop_size`` defaults to
+  ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing).
+  Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
+  ``num_classes``, ``per_process_batch_size``, ``missing``.
+  """
+  _ensure_absl_flags_parsed()
+  split_name = _get(data_config, 'eval_split', 'val')
+  if records is None:
+    sp = _load_records(data_config, split_name)
+    records, class_names, missing = sp.records, sp.class_names, sp.missing
+  else:
+    class_names, missing = None, []
+  n = len(records)
+  b = _split_process_batch(global_batch_size, process_count)
+  views = int(num_clips) * int(num_crops)
+  opts = _common(data_config)
+  if crop_size is not None:
+    opts['crop_size'] = int(crop_size)
+  opts['short_side'] = int(_require(data_config, 'eval_short_side'))
+  if opts['short_side'] < opts['crop_size']:
+    raise ValueError(f'eval_short_side {opts["short_side"]} < crop {opts["crop_size"]}')
+  assignment, num_batches = eval_assignment(n, views, b, process_index, process_count)
+  paths = [p for p, _ in records]
+  labels = np.asarray([l for _, l in records], np.int32)
+  shape = (opts['num_frames'], opts['crop_size'], opts['crop_size'], 3)
+  ds = (grain.MapDataset.source(assignment)
+        .map(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape))
+        .batch(b, drop_remainder=False, batch_fn=_collate))
+  num_workers = int(_get(data_config, 'num_workers', 0) or 0)
+  num_threads = int(_get(data_config, 'num_threads', 2) or 1)
+  fingerprint = {'kind': 'eval', 'global_batch_size': global_batch_size, 'num_records': n,
+                 'views': views, 'process_index': process_index,
+                 'process_count': process_count}
+  info = {'num_examples': n, 'num_views': views, 'class_names': class_names,
+          'missing': missing, 'num_classes': len(class_names) if class_names else None,
+          'per_process_batch_size': b}
+  return VideoIterator(_grain_builder(ds, num_workers, num_threads), num_batches=num_batches,
+                       num_workers=num_workers, split=split_name, fingerprint=fingerprint,
+                       info=info)

@@ -1,0 +1,423 @@
+"""Video decoding and numpy clip transforms (numpy + PyAV only: safe inside grain workers).
+
+Clip sampling follows the BAT / non-local video recipe (``bat_cvpr2020.md`` §4.1,
+``bat_supplementary.md`` §1): a clip is ``num_frames`` frames taken every ``stride`` frames
+(8 x 8 = a 64-frame window for Kinetics); training picks the window at random, single-clip
+evaluation takes the centre window and multi-view evaluation takes ``K`` windows evenly
+spread over the video (``start = k / (K - 1)`` as a fraction of the valid start range).
+Spatially, training uses scale jittering (random short side in ``[256, 320]``), a random
+224 crop and a random horizontal flip; evaluation resizes the short side to 256 and takes a
+centre crop (or 3 crops along the long side for fully-convolutional multi-view testing).
+
+Nothing here imports JAX: these functions run in grain worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import av
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    'VideoDecodeError',
+    'decode_clip',
+    'clip_indices',
+    'write_video',
+    'short_side_shape',
+    'resize_short_side',
+    'random_crop',
+    'center_crop',
+    'spatial_crop',
+    'horizontal_flip',
+    'normalize',
+    'train_transform',
+    'eval_transform',
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VideoDecodeError(Exception):
+  """A video that cannot be opened or has no decodable frames (missing, empty, truncated, ...)."""
+
+  def __init__(self, path, reason: str):
+    self.path = str(path)
+    self.reason = str(reason)
+    super().__init__(f'{self.path}: {self.reason}')
+
+  def __reduce__(self):  # picklable across grain worker processes
+    return (VideoDecodeError, (self.path, self.reason))
+
+
+# ----------------------------------------------------------------------------------------
+# Encoding (toy data set, tests).
+# ----------------------------------------------------------------------------------------
+
+
+def write_video(path, frames: np.ndarray, fps: int = 8, *, codec: str = 'libx264',
+                crf: int = 18, gop_size: int = 12, preset: str = 'veryfast',
+                faststart: bool = False) -> None:
+  """Encodes uint8 RGB ``frames`` (T, H, W, 3) into an mp4 file (yuv420p, even H and W).
+
+  ``faststart`` puts the index (moov atom) before the data, as web downloads often have.
+
+  libx264 runs single-threaded without lookahead, so the same frames give byte-identical files.
+  """
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    raise ValueError(f'frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}')
+  t, h, w, _ = frames.shape
+  if h % 2 or w % 2:
+    raise ValueError(f'yuv420p needs even frame sizes, got {h}x{w}')
+  options = {'movflags': 'faststart'} if faststart else {}
+  with av.open(str(path), 'w', format='mp4', options=options) as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+    stream.codec_context.gop_size = gop_size
+    stream.codec_context.thread_count = 1
+    if codec == 'libx264':
+      # x264's lookahead / macroblock-tree rate control is not bit-reproducible here (the same
+      # frames sometimes gave different files); without them the output is deterministic.
+      stream.options = {'crf': str(crf), 'preset': preset,
+                        'x264-params': 'rc-lookahead=0:mbtree=0'}
+    for i in range(t):
+      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format='rgb24')
+      # Explicit single-threaded RGB -> YUV conversion: the encoder's implicit conversion
+      # is not bit-reproducible (the same frames gave different files).
+      frame = frame.reformat(format='yuv420p', threads=1)
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+# ----------------------------------------------------------------------------------------
+# Decoding.
+# ----------------------------------------------------------------------------------------
+
+
+def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+  """(new_height, new_width) with the short side equal to ``size`` and the aspect ratio kept."""
+  if height <= width:
+    return size, max(1, int(round(width * size / height)))
+  return max(1, int(round(height * size / width))), size
+
+
+def _start_fraction(start, rng) -> float | int:
+  """Resolves the ``start`` argument of :func:`decode_clip` to a fraction or an int index."""
+  if start is None:
+    rng = np.random.default_rng() if rng is None else rng
+    return float(rng.random())  # in [0, 1): uniform over the valid starts, see _pick_start
+  if isinstance(start, str):
+    if start != 'center':
+      raise ValueError(f"start must be None, 'center', a float fraction or an int, got {start!r}")
+    return 0.5
+  if isinstance(start, (bool, np.bool_)):
+    raise ValueError(f'start must not be a bool, got {start!r}')
+  if isinstance(start, (int, np.integer)):
+    return int(start)
+  start = float(start)
+  if not 0.0 <= start <= 1.0:
+    raise ValueError(f'a fractional start must lie in [0, 1], got {start}')
+  return start
+
+
+def _pick_start(spec, max_start: int, random: bool) -> int:
+  if max_start <= 0:
+    return 0
+  if isinstance(spec, int):
+    return min(max(spec, 0), max_start)
+  if random:  # u in [0, 1): every start in [0, max_start] equally likely
+    return min(int(spec * (max_start + 1)), max_start)
+  return int(np.floor(spec * max_start + 0.5))  # round half up: 'center' = ceil(max_start / 2)
+
+
+def clip_indices(num_video_frames: int, num_frames: int, stride: int, start: int) -> np.ndarray:
+  """Frame indices of a clip; a video shorter than the clip window loops (indices mod length)."""
+  idx = start + np.arange(num_frames) * stride
+  return idx % num_video_frames
+
+
+def _open(path):
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise VideoDecodeError(path, 'file does not exist')
+  if not os.path.isfile(path):
+    raise VideoDecodeError(path, 'not a regular file')
+  if os.path.getsize(path) == 0:
+    raise VideoDecodeError(path, 'zero-byte file')
+  try:
+    container = av.open(path, 'r')
+  except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+    raise VideoDecodeError(path, f'cannot open container ({type(e).__name__}: {e})') from None
+  if not container.streams.video:
+    container.close()
+    raise VideoDecodeError(path, 'no video stream')
+  return container
+
+
+def _stream_info(container, stream) -> tuple[float, int]:
+  """(frames per second, frame count estimate from the container; 0 when unknown).
+
+  mp4 headers hold the exact count; webm / mkv only a duration (an estimate: if it is too
+  high the seek path finds the stream ending early and decode_clip decodes everything).
+  """
+  rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+  fps = float(rate) if rate else 0.0
+  n = int(stream.frames or 0)
+  if n <= 0 and fps > 0:
+    if stream.duration and stream.time_base:
+      n = int(float(stream.duration * stream.time_base) * fps)
+    elif container.duration:
+      n = int(container.duration / av.time_base * fps)
+  return fps, n
+
+
+def _to_rgb(frame, out_hw) -> np.ndarray:
+  if out_hw is None:
+    return frame.to_ndarray(format='rgb24')
+  h, w = out_hw
+  return frame.reformat(width=w, height=h, format='rgb24',
+                        interpolation='BILINEAR').to_ndarray()
+
+
+def _seek_decode(container, stream, wanted: np.ndarray, fps: float):
+  """Seeks to the keyframe before ``wanted[0]`` and decodes forward; returns frames or None.
+
+  Each decoded frame gets the index ``round((pts - start_time) * time_base * fps)``; a wanted
+  index that no frame carries (variable frame rate, dropped frame) gets the next frame. Returns
+  None (caller falls back to a full sequential decode) if timestamps are missing, the seek
+  landed after the first wanted frame, or the stream ended before the last wanted frame.
+  """
+  start_time = stream.start_time or 0
+  tb = stream.time_base
+  first = int(wanted[0])
+  if first > 0:
+    target = start_time + int(first / fps / float(tb)) - 1
+    container.seek(max(target, start_time), stream=stream, backward=True, any_frame=False)
+  out = [None] * len(wanted)
+  k = 0
+  checked_first = False
+  for frame in _frames(container, stream, []):
+    if frame.pts is None:
+      return None
+    idx = int(round(float((frame.pts - start_time) * tb) * fps))
+    if not checked_first:
+      checked_first = True
+      if idx > first:
+        return None  # seek overshoot
+    while k < len(wanted) and idx >= wanted[k]:
+      out[k] = frame
+      k += 1
+    if k == len(wanted):
+      return out
+  return None
+
+
+def _frames(container, stream, errors: list):
+  """Decoded frames in presentation order; stops at the first damaged packet (the error is
+  appended to ``errors``) and still drains the frames the decoder holds."""
+  codec = stream.codec_context
+  try:
+    for packet in container.demux(stream):
+      if packet.size == 0:
+        continue  # the demuxer's end marker; flushed below
+      try:
+        yield from codec.decode(packet)
+      except av.FFmpegError as e:
+        errors.append(e)
+        break
+  except av.FFmpegError as e:  # demuxing (reading) failed
+    errors.append(e)
+  try:
+    yield from codec.decode(None)
+  except av.FFmpegError as e:
+    errors.append(e)
+
+
+def _decode_all(container, stream, path) -> list:
+  errors = []
+  frames = list(_frames(container, stream, errors))
+  if not frames:
+    why = f' ({type(errors[0]).__name__}: {errors[0]})' if errors else ''
+    raise VideoDecodeError(path, 'no decodable frames' + why)
+  return frames  # with a damaged tail: the frames before the damage
+
+
+def decode_clip(path, num_frames: int, stride: int, start=None,
+                rng: np.random.Generator | None = None, *, short_side: int | None = None,
+                thread_type: str | None = None) -> np.ndarray:
+  """Decodes a clip of ``num_frames`` frames, ``stride`` frames apart, as uint8 (T, H, W, 3) RGB.
+
+  Args:
+    path: video file.
+    num_frames, stride: clip length and frame stride (window ``(num_frames - 1) * stride + 1``).
+    start: where the window starts among the valid starts ``[0, n - window]``:
+      ``None`` = uniformly at random from ``rng`` (training); ``'center'`` = the middle;
+      a float in [0, 1] = that fraction of the valid range, rounded half up
+      (``floor(f * (n - window) + 0.5)``; multi-view: ``k / (K - 1)``);
+      an int = that frame index (clamped to the valid range).
+    rng: numpy Generator for ``start=None`` (a fresh unseeded one if omitted).
+    short_side: if given, frames are resized (bilinear, by FFmpeg's swscale while converting
+      to RGB, so cheaply) to this short side, keeping the aspect ratio.
+    thread_type: PyAV codec threading ('AUTO', 'SLICE', 'FRAME'; None = PyAV's default).
+      'AUTO' (frame threading) gave no speed-up for 8-frame clips of 340x256 H.264 on 2 cores
+      and starts one thread per core in every grain worker, so it is off by default.
+
+  A video with fewer than ``window`` frames loops: the clip starts at frame 0 and takes
+  indices ``(i * stride) mod n`` (e.g. 3 frames, 8 x stride 1 -> 0 1 2 0 1 2 0 1).
+
+  The frame count comes from the container header; the decoder seeks to the keyframe before
+  the window and decodes forward. If the header is missing or wrong (or timestamps are
+  unusable), the whole video is decoded and the window is picked among the frames that
+  actually decode, so a video with a damaged tail still yields a clip.
+
+  Raises:
+    VideoDecodeError: missing, zero-byte, truncated or non-video file, or no decodable frames.
+  """
+  if num_frames < 1 or stride < 1:
+    raise ValueError(f'num_frames and stride must be >= 1, got {num_frames}, {stride}')
+  path = os.fspath(path)
+  spec = _start_fraction(start, rng)
+  is_random = start is None
+  window = (num_frames - 1) * stride + 1
+  container = _open(path)
+  try:
+    stream = container.streams.video[0]
+    if thread_type:
+      stream.thread_type = thread_type
+    h, w = stream.codec_context.height, stream.codec_context.width
+    out_hw = None
+    if short_side is not None and h > 0 and w > 0:
+      out_hw = short_side_shape(h, w, short_side)
+    fps, n_est = _stream_info(container, stream)
+    picked = None
+    if n_est >= window and fps > 0:
+      s = _pick_start(spec, n_est - window, is_random)
+      picked = _seek_decode(container, stream, s + np.arange(num_frames) * stride, fps)
+    if picked is None:  # full sequential decode from the beginning
+      container.close()
+      container = _open(path)
+      stream = container.streams.video[0]
+      if thread_type:
+        stream.thread_type = thread_type
+      frames = _decode_all(container, stream, path)
+      n = len(frames)
+      s = _pick_start(spec, n - window, is_random)
+      picked = [frames[i] for i in clip_indices(n, num_frames, stride, s)]
+    if out_hw is None and short_side is not None:
+      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
+    try:
+      arrays = [_to_rgb(f, out_hw) for f in picked]
+    except (av.FFmpegError, ValueError) as e:
+      raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
+    return np.stack(arrays)
+  except VideoDecodeError:
+    raise
+  except (av.FFmpegError, OSError) as e:
+    raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
+  finally:
+    container.close()
+
+
+# ----------------------------------------------------------------------------------------
+# Transforms on uint8 (T, H, W, C) clips.
+# ----------------------------------------------------------------------------------------
+
+
+def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize (PIL, per frame) so the short side is ``size``; aspect ratio kept."""
+  frames = np.asarray(frames)
+  _, h, w, _ = frames.shape
+  nh, nw = short_side_shape(h, w, size)
+  if (nh, nw) == (h, w):
+    return frames
+  out = np.empty((frames.shape[0], nh, nw, frames.shape[3]), dtype=np.uint8)
+  for i, f in enumerate(frames):
+    out[i] = np.asarray(Image.fromarray(f).resize((nw, nh), Image.BILINEAR))
+  return out
+
+
+def _check_crop(frames, size):
+  h, w = frames.shape[1:3]
+  if h < size or w < size:
+    raise ValueError(f'crop {size} larger than the frames ({h}x{w})')
+  return h, w
+
+
+def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+  """The same random ``size`` x ``size`` crop of every frame."""
+  h, w = _check_crop(frames, size)
+  y = int(rng.integers(0, h - size + 1))
+  x = int(rng.integers(0, w - size + 1))
+  return frames[:, y:y + size, x:x + size]
+
+
+def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+  h, w = _check_crop(frames, size)
+  y, x = (h - size) // 2, (w - size) // 2
+  return frames[:, y:y + size, x:x + size]
+
+
+def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int = 3) -> np.ndarray:
+  """Crop ``index`` of ``num_crops`` spread evenly along the long side (3-crop testing).
+
+  ``num_crops == 1`` is the centre crop; for 3 crops: left/top, centre, right/bottom.
+  """
+  if num_crops == 1:
+    return center_crop(frames, size)
+  h, w = _check_crop(frames, size)
+  frac = index / (num_crops - 1)
+  if w >= h:
+    y, x = (h - size) // 2, int(round(frac * (w - size)))
+  else:
+    y, x = int(round(frac * (h - size))), (w - size) // 2
+  return frames[:, y:y + size, x:x + size]
+
+
+def horizontal_flip(frames: np.ndarray) -> np.ndarray:
+  return frames[:, :, ::-1]
+
+
+def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+  """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std`` (mean/std in 0-1 RGB units)."""
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  scale = 1.0 / (255.0 * std)
+  offset = -mean / std
+  out = np.asarray(frames, dtype=np.float32)
+  out *= scale
+  out += offset
+  return out
+
+
+def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: int,
+                    crop_size: int, short_side_range: Sequence[int], flip: bool = True,
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+  """Decode a random clip; scale jitter (short side uniform in the inclusive range), random
+  crop, horizontal flip with p = 0.5, normalise -> float32 (T, crop, crop, 3)."""
+  lo, hi = int(short_side_range[0]), int(short_side_range[1])
+  if lo < crop_size:
+    raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
+  short = int(rng.integers(lo, hi + 1))
+  clip = decode_clip(path, num_frames, stride, None, rng, short_side=short)
+  clip = random_crop(clip, crop_size, rng)
+  if flip and rng.random() < 0.5:
+    clip = horizontal_flip(clip)
+  return normalize(clip, mean, std)
+
+
+def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_side: int,
+                   clip_index: int = 0, num_clips: int = 1, crop_index: int = 0,
+                   num_crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+  """Deterministic view: clip ``clip_index`` of ``num_clips`` (centre when 1) and crop
+  ``crop_index`` of ``num_crops`` (centre when 1) -> float32 (T, crop, crop, 3)."""
+  if short_side < crop_size:
+    raise ValueError(f'short side {short_side} smaller than the crop {crop_size}')
+  start = 'center' if num_clips == 1 else clip_index / (num_clips - 1)
+  clip = decode_clip(path, num_frames, stride, start, short_side=short_side)
+  clip = spatial_crop(clip, crop_size, crop_index, num_crops)
+  return normalize(clip, mean, std)
