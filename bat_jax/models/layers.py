@@ -46,12 +46,17 @@ class Conv(nn.Module):
     strides: ``(t, h, w)``.
     padding: ``(t, h, w)`` zeros added on both sides; ``None`` means ``k // 2``.
     use_bias: add a bias (the BAT and NL blocks' convs have one; backbone convs do not).
+    groups: grouped convolution (ResNeXt's cardinality): input and output channels are split into
+      ``groups`` contiguous groups and group ``g`` of the output sees only group ``g`` of the
+      input. The kernel is ``(t, h, w, in / groups, out)``, PyTorch's ``(out, in / groups, ...)``
+      transposed, so grouped checkpoints map one to one.
   """
   features: int
   kernel_size: Sequence[int] = (1, 1, 1)
   strides: Sequence[int] = (1, 1, 1)
   padding: Sequence[int] | None = None
   use_bias: bool = False
+  groups: int = 1
   kernel_init: Any = kaiming_fan_out
   bias_init: Any = nn.initializers.zeros
   dtype: Dtype = jnp.float32
@@ -62,7 +67,11 @@ class Conv(nn.Module):
     st, sh, sw = _triple(self.strides)
     pt, ph, pw = (kt // 2, kh // 2, kw // 2) if self.padding is None else _triple(self.padding)
     in_features = x.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (kt, kh, kw, in_features, self.features),
+    g = self.groups
+    if g < 1 or in_features % g or self.features % g:
+      raise ValueError(f'Conv groups={g} must divide the {in_features} input and '
+                       f'{self.features} output channels')
+    kernel = self.param('kernel', self.kernel_init, (kt, kh, kw, in_features // g, self.features),
                         jnp.float32)
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
@@ -70,17 +79,17 @@ class Conv(nn.Module):
     if kt == 1 and st == 1 and pt == 0:
       y = jax.lax.conv_general_dilated(
           x.reshape(n * t, h, w, in_features), kernel[0], (sh, sw), ((ph, ph), (pw, pw)),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=g)
       y = y.reshape(n, t, *y.shape[1:])
     elif kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
       y = jax.lax.conv_general_dilated(
           x.reshape(n, t, h * w, in_features), kernel[:, 0], (st, 1), ((pt, pt), (0, 0)),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=g)
       y = y.reshape(n, y.shape[1], h, w, self.features)
     else:
       y = jax.lax.conv_general_dilated(
           x, kernel, (st, sh, sw), ((pt, pt), (ph, ph), (pw, pw)),
-          dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
+          dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'), feature_group_count=g)
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)

@@ -2,13 +2,21 @@
 
 The model config (``ml_collections.ConfigDict``) has these fields:
 
-* ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
-* ``num_classes``, ``width`` (64 in the papers), ``dropout_rate`` (before the classifier).
+* ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
+  ``preresnet56``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
+* ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
+  backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
 * ``block``: the inserted non-local block; ``block.type`` is a key of ``BLOCKS`` (or ``'none'``) and
   every other field is passed to that block's module unchanged (field names are the module's).
-* ``insertions``: stage name (``res2``..``res5``) -> residual-block indices the block follows.
+* ``insertions``: stage name -> residual-block indices (0-based) the block follows. ImageNet and
+  video backbones have stages ``res2``..``res5``; CIFAR backbones ``res1``..``res3`` (chebysnl
+  §3.1's naming: "res1" is the first, 16-channel stage at 32x32).
 * optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``).
+* optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
+  indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
+  res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
+  ``kernel_size``, ``latent``, ``kernel_type``, ``context_type``, ``eps``).
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from bat_jax.blocks.bat import BATBlock
+from bat_jax.blocks.rsa import RELEASED_POSITIONS as RSA_POSITIONS
+from bat_jax.blocks.rsa import RSALayer
 from bat_jax.blocks.nonlocal_ import NonLocalBlock
 from bat_jax.blocks.spectral import ChebyshevNonLocalBlock, SpectralNonLocalBlock
-from bat_jax.models.resnet import STAGES, ResNet
+from bat_jax.models.resnet import CIFAR_STAGES, STAGES, ResNet
 
 # name -> (stage_sizes, residual block)
 _DEPTHS: dict[str, tuple[tuple[int, ...], str]] = {
@@ -54,14 +64,39 @@ def _backbones() -> dict[str, dict[str, Any]]:
   for depth, (sizes, residual) in _DEPTHS.items():
     out[depth] = dict(stage_sizes=sizes, residual_block=residual)
     if residual == 'bottleneck':
+      out[f'se_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, se_reduction=16)
       out[f'c2d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True)
+      # TSN (Wang et al. 2016): the 2-D network on every frame, no pool2 (RSA's and TSM's base).
+      out[f'tsn_{depth}'] = dict(stage_sizes=sizes, residual_block=residual)
+      # TSM (Lin et al.): TSN + residual temporal shift of 1/8 + 1/8 channels in every block.
+      out[f'tsm_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, shift_fold_div=8)
       out[f'i3d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
                                  stem_temporal_kernel=5,
                                  temporal_kernels=i3d_temporal_kernels(sizes))
+  # ResNeXt (Xie et al.; torchvision): cardinality x width of each group of the first stage.
+  for name, depth, groups, d in (('resnext50_32x4d', 'resnet50', 32, 4),
+                                 ('resnext101_32x4d', 'resnet101', 32, 4),
+                                 ('resnext101_32x8d', 'resnet101', 32, 8)):
+    out[name] = dict(stage_sizes=_DEPTHS[depth][0], residual_block='bottleneck', groups=groups,
+                     width_per_group=d)
+  # RSA (Kim et al.): TSN ResNet-50 whose conv2 in 7 bottlenecks is an RSA layer (released plan).
+  out['rsa_resnet50'] = dict(stage_sizes=_DEPTHS['resnet50'][0], residual_block='bottleneck',
+                             conv2_module=RSALayer, conv2_positions=RSA_POSITIONS)
+  # CIFAR pre-activation ResNets (He et al. 2016b): depth 6n + 2, n basic blocks per stage.
+  for depth in (20, 56, 110):
+    n = (depth - 2) // 6
+    out[f'preresnet{depth}'] = dict(stage_sizes=(n, n, n), residual_block='basic', stem='cifar',
+                                    preact=True, stage_names=CIFAR_STAGES)
   return out
 
 
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
+# Backbones taking clips (N, T, H, W, 3); model.input_size is (T, H, W) for them, else (H, W).
+VIDEO_BACKBONES: frozenset[str] = frozenset(
+    n for n in BACKBONES if n.split('_')[0] in ('c2d', 'i3d', 'tsn', 'tsm', 'rsa'))
+# model.width when the config does not set it.
+DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stem') == 'cifar' else 64
+                                 for n, b in BACKBONES.items()}
 BLOCKS: dict[str, type[nn.Module]] = {
     'bat': BATBlock,
     'nonlocal': NonLocalBlock,
@@ -72,11 +107,54 @@ _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def is_video(model_config: ml_collections.ConfigDict) -> bool:
-  return model_config.name.split('_')[0] in ('c2d', 'i3d')
+  return model_config.name in VIDEO_BACKBONES
+
+
+def stage_names(name: str) -> tuple[str, ...]:
+  """The insertion keys of a backbone's stages, e.g. ``('res2', ..., 'res5')``."""
+  return tuple(BACKBONES[name].get('stage_names', STAGES))
+
+
+def stage_channels(name: str, width: int) -> dict[str, int]:
+  """Output channels ``D`` of each stage (what an inserted block sees)."""
+  b = BACKBONES[name]
+  expansion = 4 if b['residual_block'] == 'bottleneck' else 1
+  return {s: width * 2**i * expansion for i, s in enumerate(stage_names(name))}
 
 
 def _block_fields(cls: type[nn.Module]) -> set[str]:
   return {f.name for f in dataclasses.fields(cls) if f.name not in ('parent', 'name', 'dtype')}
+
+
+def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
+                width: int) -> dict[str, Any]:
+  """``conv2_positions`` / ``conv2_kwargs`` from ``model.rsa``, checked against the backbone."""
+  rsa = dict(cfg.get('rsa') or {})
+  positions = {k: tuple(int(i) for i in v)
+               for k, v in dict(rsa.pop('positions', backbone['conv2_positions'])).items()}
+  stages = stage_names(cfg.name)
+  for stage, indices in positions.items():
+    if stage not in stages:
+      raise ValueError(f'model.rsa.positions has stage {stage!r}; allowed: {list(stages)}')
+    num_blocks = backbone['stage_sizes'][stages.index(stage)]
+    if any(not 0 <= i < num_blocks for i in indices):
+      raise ValueError(f'model.rsa.positions.{stage}={indices}: {stage} of {cfg.name} has '
+                       f'residual blocks 0..{num_blocks - 1}')
+  allowed = _block_fields(RSALayer) - {'features', 'strides'}
+  unknown = set(rsa) - allowed
+  if unknown:
+    raise ValueError(f'model.rsa has unknown field(s) {sorted(unknown)}; allowed: '
+                     f"{sorted(allowed | {'positions'})}")
+  if 'kernel_size' in rsa:
+    rsa['kernel_size'] = tuple(int(k) for k in rsa['kernel_size'])
+  for i, stage in enumerate(stages):
+    if positions.get(stage):
+      inner = width * 2**i
+      try:
+        RSALayer.validate(inner, {'features': inner, **rsa})
+      except ValueError as e:
+        raise ValueError(f'model.rsa: {e}') from None
+  return dict(conv2_positions=positions, conv2_kwargs=rsa)
 
 
 def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> ResNet:
@@ -96,10 +174,13 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   if block_type != 'none' and block_type not in BLOCKS:
     raise ValueError(f'model.block.type={block_type!r} is not a known block; '
                      f"allowed: {sorted(BLOCKS) + ['none']}")
+  stages = stage_names(cfg.name)
+  width = int(cfg.get('width', DEFAULT_WIDTH[cfg.name]))
   for stage, indices in insertions.items():
-    if stage not in STAGES:
-      raise ValueError(f'model.insertions has stage {stage!r}; allowed: {list(STAGES)}')
-    num_blocks = backbone['stage_sizes'][STAGES.index(stage)]
+    if stage not in stages:
+      raise ValueError(f'model.insertions has stage {stage!r}; allowed for {cfg.name}: '
+                       f'{list(stages)}')
+    num_blocks = backbone['stage_sizes'][stages.index(stage)]
     bad = [i for i in indices if not 0 <= i < num_blocks]
     if bad:
       raise ValueError(f'model.insertions.{stage}={indices}: {stage} of {cfg.name} has residual '
@@ -111,23 +192,31 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
     if unknown:
       raise ValueError(f'model.block has unknown field(s) {sorted(unknown)} for block '
                        f'{block_type!r}; allowed: {sorted(_block_fields(insert_block))}')
-    channels = {s: cfg.get('width', 64) * 2**i * (4 if backbone['residual_block'] == 'bottleneck'
-                                                   else 1) for i, s in enumerate(STAGES)}
+    channels = stage_channels(cfg.name, width)
     if hasattr(insert_block, 'validate'):
       for stage, indices in insertions.items():
         if indices:
           insert_block.validate(channels[stage], block_cfg)
 
+  if backbone.get('conv2_module') is not None:
+    backbone.update(_rsa_fields(cfg, backbone, width))
+  elif cfg.get('rsa'):
+    raise ValueError(f'model.rsa is set but {cfg.name} has no RSA layers; use rsa_resnet50')
+
+  zero_init_residual = bool(cfg.get('zero_init_residual', False))
+  if zero_init_residual and backbone.get('preact'):
+    raise ValueError(f'model.zero_init_residual=True: {cfg.name} is a pre-activation network, '
+                     'whose residual branches end in a conv, not a BN')
   return ResNet(
       **backbone,
       num_classes=int(cfg.num_classes),
-      width=int(cfg.get('width', 64)),
+      width=width,
       insertions=insertions,
       insert_block=insert_block,
       insert_kwargs=block_cfg,
       insert_name=block_type,
       dropout_rate=float(cfg.get('dropout_rate', 0.0)),
-      zero_init_residual=bool(cfg.get('zero_init_residual', False)),
+      zero_init_residual=zero_init_residual,
       remat_stages=tuple(cfg.get('remat_stages', ())),
       dtype=_DTYPES[dtype],
   )

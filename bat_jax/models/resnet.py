@@ -1,4 +1,5 @@
-"""ResNet backbones for images (ResNet-18/34/50/101/152) and video (C2D, I3D), one stage builder.
+"""ResNet backbones for images (ResNet-18..152, SE-ResNet, ResNeXt, CIFAR PreResNet) and video
+(C2D, I3D), one stage builder and one parametrised residual block.
 
 Images enter as ``(N, H, W, 3)`` and run as one-frame clips; videos enter as ``(N, T, H, W, 3)``.
 The layout follows torchvision (stride on the 3x3 conv of a bottleneck, projection shortcut
@@ -12,72 +13,172 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 * I3D inflates the first conv of chosen residual blocks to ``3x1x1``;
 * head: global average pool, dropout, fully connected layer.
 
+Variants are fields, not copies: ``groups`` / ``width_per_group`` (ResNeXt's grouped ``3x3``),
+``se_reduction`` (squeeze-excitation before the add), ``preact`` (pre-activation blocks, final
+BN-ReLU), ``stem='cifar'`` (one ``3x3`` conv, stride 1, no max pool), ``stage_names``,
+``shift_fold_div`` (TSM's residual temporal shift) and ``conv2_module`` at ``conv2_positions``
+(RSA layers in place of chosen bottlenecks' ``1x3x3`` conv). TSN (the RSA/TSM backbone) is C2D
+without pool2.
+
 Non-local blocks of any family are inserted after chosen residual blocks of a stage; which ones,
 and what they are, come from the model config through ``registry.build_model``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import functools
+from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from bat_jax.models.layers import Conv, batch_norm, max_pool_hw, max_pool_time
+from bat_jax.ops.tsm import temporal_shift
 
 Array = jax.Array
 STAGES = ('res2', 'res3', 'res4', 'res5')
+CIFAR_STAGES = ('res1', 'res2', 'res3')  # chebysnl §3.1 calls the first CIFAR stage "res1"
+STEMS = ('imagenet', 'cifar')
 
 
-class BasicBlock(nn.Module):
-  """ResNet-18/34 residual block: 3x3, 3x3 (expansion 1)."""
+class SqueezeExcite(nn.Module):
+  """Squeeze-and-excitation (Hu et al.; torchvision ``SqueezeExcitation``, the BAT image code's
+  ``SEBlock``): ``x * sigmoid(fc2(relu(fc1(mean_hw(x)))))``.
+
+  ``fc1``/``fc2`` are ``1x1x1`` convs with bias, ``D -> D // reduction -> D`` (``nn.Linear`` in the
+  BAT code: the same parameters). The squeeze averages each frame over ``H, W`` (images: the whole
+  map), so a C2D built from an SE-ResNet stays a per-frame 2-D network.
+  """
+  reduction: int = 16
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    d = x.shape[-1]
+    s = jnp.mean(x.astype(jnp.float32), axis=(2, 3), keepdims=True).astype(self.dtype)
+    s = nn.relu(Conv(d // self.reduction, use_bias=True, dtype=self.dtype, name='fc1')(s))
+    s = nn.sigmoid(Conv(d, use_bias=True, dtype=self.dtype, name='fc2')(s))
+    return x * s
+
+
+class _ResidualBlock(nn.Module):
+  """What every residual block shares; subclasses only list their convolutions (``_convs``).
+
+  Post-activation (ResNet v1, torchvision): ``conv-BN-ReLU`` ... ``conv-BN`` [SE] ``+ shortcut``,
+  ReLU. Pre-activation (He et al. 2016b, ``preact``): ``BN-ReLU-conv`` ... [SE] ``+ shortcut``, no
+  ReLU after the add; the projection shortcut (a ``1x1`` conv without BN) reads the pre-activated
+  input, the identity shortcut the raw input.
+
+  Attributes:
+    features: ``planes``, the inner width of a plain block (the output is ``features * expansion``).
+    strides: spatial stride (on the ``3x3`` conv, torchvision style).
+    temporal_kernel: ``t`` of the first conv (I3D inflation).
+    zero_init_residual: start the branch's last BN scale at 0 (post-activation only).
+    preact: pre-activation ordering (CIFAR PreResNets).
+    se_reduction: add squeeze-excitation after the last BN, before the add (0: none; 16 in SENet).
+    shift_fold_div: TSM's residual shift (``place='blockres'``): ``temporal_shift(., fold_div)``
+      on the input of conv1 inside the branch; the shortcut reads the unshifted input (0: none;
+      8 in TSM).
+  """
   features: int
   strides: int = 1
   temporal_kernel: int = 1
   zero_init_residual: bool = False
+  preact: bool = False
+  se_reduction: int = 0
+  shift_fold_div: int = 0
   dtype: Any = jnp.float32
   expansion = 1
 
+  def _convs(self) -> list[Callable[..., nn.Module]]:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    s = (1, self.strides, self.strides)
-    y = Conv(self.features, (self.temporal_kernel, 3, 3), s, dtype=self.dtype, name='conv1')(x)
-    y = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(y))
-    y = Conv(self.features, (1, 3, 3), dtype=self.dtype, name='conv2')(y)
-    y = batch_norm(train, zero_init=self.zero_init_residual, name='bn2', dtype=self.dtype)(y)
-    return nn.relu(y + _shortcut(self, x, train))
+    convs = self._convs()
+    out = self.features * self.expansion
+    project = self.strides != 1 or x.shape[-1] != out
+    shortcut = x
+    if self.preact:
+      y = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+      if project:
+        shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
+                        name='downsample_conv')(y)
+      for i, conv in enumerate(convs, 1):
+        if i > 1:
+          y = nn.relu(batch_norm(train, name=f'bn{i}', dtype=self.dtype)(y))
+        y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
+    else:
+      y = x
+      for i, conv in enumerate(convs, 1):
+        y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
+        last = i == len(convs)
+        y = batch_norm(train, zero_init=last and self._zero_init_last(), name=f'bn{i}',
+                       dtype=self.dtype)(y)
+        y = y if last else nn.relu(y)
+      if project:
+        shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
+                        name='downsample_conv')(x)
+        shortcut = batch_norm(train, name='downsample_bn', dtype=self.dtype)(shortcut)
+    if self.se_reduction:
+      y = SqueezeExcite(self.se_reduction, dtype=self.dtype, name='se')(y)
+    y = y + shortcut
+    return y if self.preact else nn.relu(y)
+
+  def _shift(self, x: Array) -> Array:
+    return temporal_shift(x, self.shift_fold_div) if self.shift_fold_div else x
+
+  def _zero_init_last(self) -> bool:
+    return self.zero_init_residual
+
+  def _conv(self, features: int, kernel: tuple[int, int, int], strides: int = 1,
+            groups: int = 1) -> Callable[..., nn.Module]:
+    return functools.partial(Conv, features, kernel, (1, strides, strides), groups=groups,
+                             dtype=self.dtype)
 
 
-class Bottleneck(nn.Module):
-  """ResNet-50+ residual block: ``t x 1 x 1``, ``1 x 3 x 3`` (carries the stride), ``1 x 1 x 1``."""
-  features: int
-  strides: int = 1
-  temporal_kernel: int = 1
-  zero_init_residual: bool = False
-  dtype: Any = jnp.float32
+class BasicBlock(_ResidualBlock):
+  """ResNet-18/34 and CIFAR residual block: ``t x 3 x 3`` (carries the stride), ``1 x 3 x 3``."""
+  expansion = 1
+
+  def _convs(self) -> list[Callable[..., nn.Module]]:
+    return [self._conv(self.features, (self.temporal_kernel, 3, 3), self.strides),
+            self._conv(self.features, (1, 3, 3))]
+
+
+class Bottleneck(_ResidualBlock):
+  """ResNet-50+ / ResNeXt residual block: ``t x 1 x 1``, ``1 x 3 x 3`` (carries the stride; grouped
+  for ResNeXt), ``1 x 1 x 1`` to ``4 * features``.
+
+  Attributes (beyond :class:`_ResidualBlock`):
+    groups: cardinality of the ``3x3`` conv (32 for ResNeXt-50 32x4d).
+    width_per_group: ResNeXt's ``d``; the inner width is ``int(features * width_per_group / 64)
+      * groups`` (torchvision), which is ``features`` for a plain ResNet (1, 64).
+    conv2_module: a module class replacing the ``1x3x3`` conv2 (RSA's ``RSALayer``): called as
+      ``conv2_module(inner, strides=..., dtype=..., **conv2_kwargs, name='conv2')(y)``, followed
+      by the usual ``bn2`` + ReLU. A block holding one starts its ``bn3`` scale at 0 (RSA
+      supplement §1: "set the gamma parameter of the last batch normalization layer to zero").
+    conv2_kwargs: its fields.
+  """
+  groups: int = 1
+  width_per_group: int = 64
+  conv2_module: type[nn.Module] | None = None
+  conv2_kwargs: Mapping[str, Any] | None = None
   expansion = 4
 
-  @nn.compact
-  def __call__(self, x: Array, train: bool = False) -> Array:
-    y = Conv(self.features, (self.temporal_kernel, 1, 1), dtype=self.dtype, name='conv1')(x)
-    y = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(y))
-    y = Conv(self.features, (1, 3, 3), (1, self.strides, self.strides), dtype=self.dtype,
-             name='conv2')(y)
-    y = nn.relu(batch_norm(train, name='bn2', dtype=self.dtype)(y))
-    y = Conv(self.features * 4, (1, 1, 1), dtype=self.dtype, name='conv3')(y)
-    y = batch_norm(train, zero_init=self.zero_init_residual, name='bn3', dtype=self.dtype)(y)
-    return nn.relu(y + _shortcut(self, x, train))
+  def _convs(self) -> list[Callable[..., nn.Module]]:
+    inner = int(self.features * (self.width_per_group / 64.0)) * self.groups
+    if self.conv2_module is None:
+      conv2 = self._conv(inner, (1, 3, 3), self.strides, self.groups)
+    else:
+      conv2 = functools.partial(self.conv2_module, inner, strides=self.strides, dtype=self.dtype,
+                                **(self.conv2_kwargs or {}))
+    return [self._conv(inner, (self.temporal_kernel, 1, 1)), conv2,
+            self._conv(self.features * 4, (1, 1, 1))]
 
-
-def _shortcut(block: BasicBlock | Bottleneck, x: Array, train: bool) -> Array:
-  """Identity, or ``1x1`` conv + BN when the shape changes (torchvision's ``downsample``)."""
-  out = block.features * block.expansion
-  if block.strides == 1 and x.shape[-1] == out:
-    return x
-  y = Conv(out, (1, 1, 1), (1, block.strides, block.strides), dtype=block.dtype,
-           name='downsample_conv')(x)
-  return batch_norm(train, name='downsample_bn', dtype=block.dtype)(y)
+  def _zero_init_last(self) -> bool:
+    return self.zero_init_residual or self.conv2_module is not None
 
 
 RESIDUAL_BLOCKS: dict[str, type[nn.Module]] = {'basic': BasicBlock, 'bottleneck': Bottleneck}
@@ -87,14 +188,26 @@ class ResNet(nn.Module):
   """A ResNet for images or clips, with non-local blocks inserted after chosen residual blocks.
 
   Attributes:
-    stage_sizes: residual blocks per stage (res2..res5), e.g. ``(3, 4, 6, 3)`` for ResNet-50.
+    stage_sizes: residual blocks per stage, e.g. ``(3, 4, 6, 3)`` for ResNet-50 (res2..res5) or
+      ``(9, 9, 9)`` for PreResNet-56 (res1..res3). Stage ``i`` has inner width ``width * 2**i``;
+      its first block has stride 2, except in stage 0.
     residual_block: ``'basic'`` or ``'bottleneck'``.
     num_classes: classifier outputs.
-    width: channels of conv1 and of res2's inner convs (64 in the papers; tests use less).
+    width: channels of the stem and of the first stage's inner convs (64 for ImageNet ResNets, 16
+      for CIFAR PreResNets; tests use less).
+    stem: ``'imagenet'`` (``t x 7 x 7`` conv stride 2, BN, ReLU, ``3x3`` max pool stride 2) or
+      ``'cifar'`` (``3x3`` conv stride 1; BN + ReLU only without ``preact``).
+    stage_names: names of the stages (parameter scopes ``<stage>_block<i>`` and insertion keys).
+    groups, width_per_group: ResNeXt's grouped ``3x3`` in every bottleneck (1, 64: plain ResNet).
+    se_reduction: squeeze-excitation in every residual block (0: none).
+    shift_fold_div: TSM's residual shift in every residual block (0: none; 8 in TSM).
+    conv2_module, conv2_kwargs: the module replacing a bottleneck's ``1x3x3`` conv2 (RSA) and its
+      fields, in the residual blocks ``conv2_positions`` names (stage -> block indices).
+    preact: pre-activation residual blocks and a final BN + ReLU before the pooling.
     stem_temporal_kernel: ``t`` of conv1 (1 for images and C2D, 5 for I3D).
     temporal_kernels: per stage, ``t`` of each residual block's first conv (I3D's inflation plan);
       ``None`` means 1 everywhere.
-    temporal_pool: apply pool2 (``2x1x1`` temporal max pool) after res2 (video models).
+    temporal_pool: apply pool2 (``2x1x1`` temporal max pool) after the first stage (video models).
     insertions: stage name -> indices of the residual blocks a non-local block follows.
     insert_block: the inserted block's module class (``__call__(x, train)``, same shape out).
     insert_kwargs: its fields.
@@ -107,6 +220,16 @@ class ResNet(nn.Module):
   residual_block: str = 'bottleneck'
   num_classes: int = 1000
   width: int = 64
+  stem: str = 'imagenet'
+  stage_names: Sequence[str] = STAGES
+  groups: int = 1
+  width_per_group: int = 64
+  se_reduction: int = 0
+  shift_fold_div: int = 0
+  conv2_module: type[nn.Module] | None = None
+  conv2_kwargs: Mapping[str, Any] | None = None
+  conv2_positions: Mapping[str, Sequence[int]] | None = None
+  preact: bool = False
   stem_temporal_kernel: int = 1
   temporal_kernels: Sequence[Sequence[int]] | None = None
   temporal_pool: bool = False
@@ -119,34 +242,58 @@ class ResNet(nn.Module):
   remat_stages: Sequence[str] = ()
   dtype: Any = jnp.float32
 
+  def _residual_kwargs(self) -> dict[str, Any]:
+    kw: dict[str, Any] = dict(zero_init_residual=self.zero_init_residual, preact=self.preact,
+                              se_reduction=self.se_reduction, shift_fold_div=self.shift_fold_div,
+                              dtype=self.dtype)
+    if self.residual_block == 'bottleneck':
+      kw.update(groups=self.groups, width_per_group=self.width_per_group)
+    elif (self.groups, self.width_per_group) != (1, 64) or self.conv2_module is not None:
+      raise ValueError('basic residual blocks support only groups=1, width_per_group=64 and no '
+                       'conv2 replacement')
+    return kw
+
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
     if x.ndim == 4:  # an image batch runs as one-frame clips
       x = x[:, None]
     if x.ndim != 5:
       raise ValueError(f'expected (N, H, W, C) images or (N, T, H, W, C) clips, got {x.shape}')
-    x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
-             name='conv1')(x)
-    x = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
-    x = max_pool_hw(x, 3, 2, 1)
+    if self.stem == 'imagenet':
+      x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
+               name='conv1')(x)
+      x = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+      x = max_pool_hw(x, 3, 2, 1)
+    elif self.stem == 'cifar':
+      x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
+      if not self.preact:
+        x = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+    else:
+      raise ValueError(f'stem={self.stem!r}; allowed: {STEMS}')
     residual_cls = RESIDUAL_BLOCKS[self.residual_block]
+    block_kwargs = self._residual_kwargs()
     insertions = dict(self.insertions or {})
+    replaced = dict(self.conv2_positions or {}) if self.conv2_module is not None else {}
     for stage, num_blocks in enumerate(self.stage_sizes):
-      stage_name = STAGES[stage]
+      stage_name = self.stage_names[stage]
       remat = stage_name in self.remat_stages
       residual = nn.remat(residual_cls, static_argnums=(2,)) if remat else residual_cls
       inserted = (nn.remat(self.insert_block, static_argnums=(2,))
                   if remat and self.insert_block else self.insert_block)
       tks = self.temporal_kernels[stage] if self.temporal_kernels else (1,) * num_blocks
       for i in range(num_blocks):
+        extra = (dict(conv2_module=self.conv2_module, conv2_kwargs=self.conv2_kwargs)
+                 if i in replaced.get(stage_name, ()) else {})
         x = residual(self.width * 2**stage, strides=2 if (stage > 0 and i == 0) else 1,
-                     temporal_kernel=tks[i], zero_init_residual=self.zero_init_residual,
-                     dtype=self.dtype, name=f'{stage_name}_block{i}')(x, train)
+                     temporal_kernel=tks[i], **block_kwargs, **extra,
+                     name=f'{stage_name}_block{i}')(x, train)
         if i in insertions.get(stage_name, ()):
           x = inserted(**(self.insert_kwargs or {}), dtype=self.dtype,
                        name=f'{stage_name}_{self.insert_name}{i}')(x, train)
       if stage == 0 and self.temporal_pool:
         x = max_pool_time(x, 2, 2)
+    if self.preact:
+      x = nn.relu(batch_norm(train, name='final_bn', dtype=self.dtype)(x))
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), name='fc')(x)
