@@ -39,3 +39,65 @@ def nonlocal_block(instantiation: str = 'embedded_gaussian', mode: str = 'spacet
 def snl() -> ml_collections.ConfigDict:
   """Chebyshev spectral non-local block (``chebysnl_unified_nonlocal.md`` Eq. 5)."""
   return ml_collections.ConfigDict(dict(type='snl'))
+
+
+# ---------------------------------------------------------------------------------------------
+# Appended for the ablation / other-backbone recipes (docs/recipes.md).
+
+# ResNet-50 stage sizes, for `every` and `before_last`.
+RESNET50_STAGES = {'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}
+RESNET101_STAGES = {'res2': 3, 'res3': 4, 'res4': 23, 'res5': 3}
+
+
+def before_last(stages: tuple[str, ...], stage_sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
+  """One block per stage "right before the last residual block of a stage" (Wang et al.'s NL
+  Table 2c convention, which BAT Table 3 follows; the BAT paper does not give the index):
+  after residual block ``n - 2``. ResNet-50: res3 {2}, res4 {4}, res5 {1}."""
+  return {stage: (stage_sizes[stage] - 2,) for stage in stages}
+
+
+def image_bat(groups: int = 4, **overrides) -> ml_collections.ConfigDict:
+  """The released image code's BAT-Block: sigmoid + L1 normalisation of P, Q (``bat`` otherwise)."""
+  cfg = bat(groups=groups, normalization='sigmoid')
+  cfg.update(overrides)
+  return cfg
+
+
+# chebysnl §3.1 (CIFAR-100, PreResNet-56): "add 1 nonlocal-based block right after the second
+# residual block in the early stage (res1)", C_s = C_1 / 2 unless a variant says otherwise.
+# Variant -> (reduction C_1 / C_s, insertion plan); '' is the paper's default setting.
+CIFAR_VARIANTS = {
+    '': (2, {'res1': (1,)}),
+    'cs1': (1, {'res1': (1,)}),       # Table 2 "No Reduction"
+    'cs2': (2, {'res1': (1,)}),       # Table 2 "Reduction by Two Times" (= Table 3 Stage 1)
+    'cs4': (4, {'res1': (1,)}),       # Table 2 "Reduction by Four Time"
+    'stage1': (2, {'res1': (1,)}),    # Table 3 Stage 1
+    'stage2': (2, {'res2': (1,)}),    # Table 3 Stage 2
+    'stage3': (2, {'res3': (1,)}),    # Table 3 Stage 3
+    'x3': (2, {'res1': (1,), 'res2': (1,), 'res3': (1,)}),  # Table 4 "(x3)", one per stage
+}
+
+
+def cifar_nonlocal(kind: str, variant: str = '') -> tuple[ml_collections.ConfigDict,
+                                                         ml_collections.ConfigDict]:
+  """``(model.block, model.insertions)`` for a chebysnl §3.1 row (``kind``) and column
+  (``variant``, a key of ``CIFAR_VARIANTS``).
+
+  ``nl``: Wang et al.'s block (embedded Gaussian, no subsampling: 32x32 maps); ``snl``: ChebySNL
+  (Eq. 5); ``ns`` / ``a2`` / ``cgnl``: the unified first-order filter ``Z W_0 + A Z W_1``
+  (``chebyshev``, power basis) on that member's graph (chebysnl Table 1) — its weights are free,
+  where NS ties them (``W_0 = -W_1``) and A² / CGNL drop ``W_0`` (docs/recipes.md).
+  """
+  if variant not in CIFAR_VARIANTS:
+    raise ValueError(f'CIFAR variant {variant!r}; allowed: {sorted(CIFAR_VARIANTS)}')
+  reduction, plan = CIFAR_VARIANTS[variant]
+  if kind == 'nl':
+    block = dict(type='nonlocal', instantiation='embedded_gaussian', mode='spacetime',
+                 subsample=False, reduction=reduction)
+  elif kind == 'snl':
+    block = dict(type='snl', reduction=reduction)
+  elif kind in ('ns', 'a2', 'cgnl'):
+    block = dict(type='chebyshev', affinity=kind, order=2, basis='power', reduction=reduction)
+  else:
+    raise ValueError(f"CIFAR block {kind!r}; allowed: ['nl', 'ns', 'a2', 'cgnl', 'snl']")
+  return ml_collections.ConfigDict(block), insertions(plan)

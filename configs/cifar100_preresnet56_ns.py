@@ -1,0 +1,19 @@
+"""PreResNet-56 + 1 NS block (nonlocal stage, Tao et al.) on CIFAR-100: chebysnl §3.1 row '+ NS' of Tables 2, 3, 4 (and Table 5's
+PreResNet56 column).
+
+``get_config(variant)`` picks the column (``--config=configs/cifar100_preresnet56_ns.py:cs4``):
+'' (default: one block after the second residual block of res1, C_s = C_1/2; Top-1 75.83),
+'cs1' / 'cs2' / 'cs4' (Table 2: C_s = C_1, C_1/2, C_1/4), 'stage1' / 'stage2' / 'stage3'
+(Table 3: after the second block of res1 / res2 / res3), 'x3' (Table 4's bracket: one in each
+stage). The tables give accuracy only.
+Built as the unified first-order filter Z W_0 + A Z W_1 on NS's graph (softmax of theta^T phi);
+NS itself ties W_0 = -W_1 (one W), so this has C_s x C_1 more weights (docs/recipes.md)."""
+
+from configs import base_cifar as base
+from configs import blocks
+
+
+def get_config(variant=''):
+  config = base.get_config()
+  config.model.block, config.model.insertions = blocks.cifar_nonlocal('ns', variant)
+  return config
