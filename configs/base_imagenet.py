@@ -43,4 +43,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_on = 'all'  # released image code decays every parameter
   config.grad_clip_norm = 0.0  # 0: off
   config.label_smoothing = 0.0
+
+  # Loop, evaluation and checkpoints (bat_jax/training/loop.py); -1 means "derive it".
+  config.num_train_steps = -1  # > 0 overrides num_epochs
+  config.steps_per_epoch = -1  # > 0 overrides (train-set size // global_batch_size)
+  config.eval_batch_size = -1  # -1: global_batch_size
+  config.log_every_steps = 100
+  config.eval_every_epochs = 1  # clip top-1 on the eval set during training (0: only at the end)
+  config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
+  config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM
+  config.keep_checkpoints = 3
+  config.init_from = ''  # a checkpoint step dir / checkpoints dir / workdir to load weights from
+  config.init_from_ignore = ()  # regexes of names kept at init, e.g. ('^params/fc/',)
   return config

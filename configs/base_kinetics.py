@@ -47,4 +47,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_on = 'conv_fc_weights'  # released video code: no decay on BN and biases
   config.grad_clip_norm = 20.0
   config.label_smoothing = 0.0
+
+  # Loop, evaluation and checkpoints (bat_jax/training/loop.py); -1 means "derive it".
+  config.num_train_steps = -1  # > 0 overrides num_epochs
+  config.steps_per_epoch = -1  # > 0 overrides (train-set size // global_batch_size)
+  config.eval_batch_size = -1  # -1: global_batch_size
+  config.log_every_steps = 50
+  config.eval_every_epochs = 5  # clip top-1 on the eval set during training (0: only at the end)
+  config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
+  config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM
+  config.keep_checkpoints = 3
+  config.init_from = ''  # a checkpoint step dir / checkpoints dir / workdir to load weights from
+  config.init_from_ignore = ()  # regexes of names kept at init, e.g. ('^params/fc/',)
   return config

@@ -1,0 +1,302 @@
+"""Checkpoints: Orbax ``CheckpointManager`` with the ``ocp.args`` API, and ``init_from``.
+
+A checkpoint ``WORKDIR/checkpoints/<step>/`` holds three items:
+
+* ``state``: the ``TrainState`` pytree (step, params, batch_stats, opt_state, rng)
+  — ``ocp.args.StandardSave``, written asynchronously;
+* ``meta``: JSON (``ocp.args.JsonSave``): the per-step train metrics of the current, not yet
+  logged window, so the next ``metrics.jsonl`` line after a resume is the one an uninterrupted
+  run writes; and the process count;
+* ``data``: every process's data-iterator state, one ``process_<i>-of-<n>.json`` each
+  (``DataStateSave``, below; like grain's own orbax handler, but it stores a state dict taken when
+  the batch was drawn rather than asking a live iterator).
+
+Before restoring, the checkpoint's tree metadata is compared with the model's parameters and
+batch statistics, so a checkpoint of another model fails with the mismatched names instead of an
+opaque Orbax/tensorstore error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Mapping, Sequence
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+from bat_jax.training.state import TrainState
+
+_MAX_LISTED = 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-process data iterator state.
+
+
+class DataStateHandler(ocp.CheckpointHandler):
+  """Saves / restores one JSON state per process: ``process_<i>-of-<n>.json``."""
+
+  def save(self, directory: epath.Path, args: 'DataStateSave') -> None:
+    name = f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+    (directory / name).write_text(json.dumps(args.state, sort_keys=True))
+
+  def restore(self, directory: epath.Path, args: 'DataStateRestore | None' = None) -> Any:
+    name = f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+    path = directory / name
+    if not path.exists():
+      saved = sorted(p.name for p in directory.iterdir())
+      raise ValueError(f'{directory} has no data-iterator state for this process ({name}; saved: '
+                       f'{saved}). Resume with the process count the run was saved with.')
+    return json.loads(path.read_text())
+
+  def metadata(self, directory: epath.Path) -> None:
+    return None
+
+  def structure(self, directory: epath.Path) -> None:
+    return None
+
+  def finalize(self, directory: epath.Path) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_save=True)
+@dataclasses.dataclass
+class DataStateSave(ocp.args.CheckpointArgs):
+  state: Any
+
+
+@ocp.args.register_with_handler(DataStateHandler, for_restore=True)
+@dataclasses.dataclass
+class DataStateRestore(ocp.args.CheckpointArgs):
+  pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing a checkpoint's tree with the model's.
+
+
+def _name(path: Sequence[Any]) -> str:
+  parts = []
+  for p in path:
+    for attr in ('key', 'name', 'idx'):
+      if hasattr(p, attr):
+        parts.append(str(getattr(p, attr)))
+        break
+    else:
+      parts.append(str(p))
+  return '/'.join(parts)
+
+
+def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """``{'params/res2_block0/conv1/kernel': shape}`` for arrays, ShapeDtypeStructs or Orbax
+  ``ArrayMetadata`` leaves."""
+  leaves = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=lambda x: hasattr(x, 'shape') and not isinstance(x, Mapping))[0]
+  return {_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, 'shape')}
+
+
+@dataclasses.dataclass
+class TreeDiff:
+  missing: list[str]  # in the model, not in the checkpoint
+  unexpected: list[str]  # in the checkpoint, not in the model
+  mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # name, checkpoint, model
+
+  def __bool__(self) -> bool:
+    return bool(self.missing or self.unexpected or self.mismatched)
+
+  def describe(self) -> str:
+    """One line per name (parameters before batch statistics), at most 20 per kind."""
+    def listed(names: list[str]) -> str:
+      more = ([f'... and {len(names) - _MAX_LISTED} more'] if len(names) > _MAX_LISTED else [])
+      return ''.join(f'\n    {n}' for n in names[:_MAX_LISTED] + more)
+    lines = []
+    if self.missing:
+      lines.append(f'  in the model but not in the checkpoint ({len(self.missing)}):'
+                   f'{listed(self.missing)}')
+    if self.unexpected:
+      lines.append(f'  in the checkpoint but not in the model ({len(self.unexpected)}):'
+                   f'{listed(self.unexpected)}')
+    if self.mismatched:
+      lines.append(f'  shape differs ({len(self.mismatched)}):' + listed(
+          [f'{n} checkpoint {c} vs model {m}' for n, c, m in self.mismatched]))
+    return '\n'.join(lines)
+
+
+def _order(name: str) -> tuple[bool, str]:
+  return (not name.startswith('params/'), name)
+
+
+def diff_trees(checkpoint: Mapping[str, tuple[int, ...]],
+               model: Mapping[str, tuple[int, ...]]) -> TreeDiff:
+  return TreeDiff(
+      missing=sorted(set(model) - set(checkpoint), key=_order),
+      unexpected=sorted(set(checkpoint) - set(model), key=_order),
+      mismatched=[(n, tuple(checkpoint[n]), tuple(model[n])) for n in sorted(model, key=_order)
+                  if n in checkpoint and tuple(checkpoint[n]) != tuple(model[n])])
+
+
+def _variables_only(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+  return {k: v for k, v in shapes.items() if k.split('/')[0] in ('params', 'batch_stats')}
+
+
+def _tree_metadata(state_dir: epath.Path) -> Any:
+  md = ocp.PyTreeCheckpointHandler().metadata(state_dir)
+  return getattr(md, 'tree', md)
+
+
+class CheckpointMismatchError(ValueError):
+  pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The manager.
+
+
+class Checkpointer:
+  """Periodic async saves, keep-N, resume-from-latest, with a model check before restoring."""
+
+  def __init__(self, directory: str | epath.Path, keep: int = 3, async_save: bool = True,
+               create: bool = True):
+    self.directory = epath.Path(directory)
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep if keep and keep > 0 else None, create=create,
+            enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True),  # saves a kill interrupted
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'meta': ocp.JsonCheckpointHandler(),
+                       'data': DataStateHandler()})
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> Sequence[int]:
+    return self.manager.all_steps()
+
+  def save(self, step: int, state: TrainState, data_state: Any, meta: Mapping[str, Any]) -> bool:
+    """Starts an async save of ``step`` (no-op if that step is already saved)."""
+    if step in self.manager.all_steps():
+      return False
+    return self.manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state.as_dict()),
+        meta=ocp.args.JsonSave(dict(meta)),
+        data=DataStateSave(data_state)))
+
+  def state_dir(self, step: int) -> epath.Path:
+    return self.directory / str(step) / 'state'
+
+  def check_compatible(self, step: int, abstract: TrainState | Mapping[str, Any]) -> None:
+    """Raises ``CheckpointMismatchError`` naming every parameter / BN statistic that differs.
+    ``abstract``: a (abstract) ``TrainState`` or ``{'params', 'batch_stats'}``."""
+    saved = _variables_only(flat_shapes(_tree_metadata(self.state_dir(step))))
+    if isinstance(abstract, TrainState):
+      abstract = abstract.as_dict()
+    model = _variables_only(flat_shapes(abstract))
+    diff = diff_trees(saved, model)
+    if diff:
+      raise CheckpointMismatchError(
+          f'checkpoint {self.directory / str(step)} was written by a different model than '
+          f'config.model describes:\n{diff.describe()}\n'
+          'Use a fresh --workdir for a new model, or config.init_from to start from these '
+          'weights.')
+
+  def restore(self, step: int, abstract_state: TrainState
+              ) -> tuple[TrainState, Any, dict[str, Any]]:
+    """``(state, data_state, meta)`` of ``step``, the state placed as ``abstract_state`` says."""
+    self.check_compatible(step, abstract_state)
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state.as_dict()),
+        meta=ocp.args.JsonRestore(),
+        data=DataStateRestore()))
+    return TrainState.from_dict(restored['state']), restored['data'], restored['meta']
+
+  def restore_variables(self, step: int, abstract_state: TrainState) -> dict[str, Any]:
+    """Only ``{'params', 'batch_stats'}`` (evaluation: no optimizer state is read)."""
+    self.check_compatible(step, abstract_state)
+    target = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
+    return _partial_restore(self.state_dir(step), target)
+
+  def wait_until_finished(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def _partial_restore(state_dir: epath.Path, target: Any) -> Any:
+  return ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# config.init_from: start from another run's (or an imported) checkpoint's weights.
+
+
+def resolve_state_dir(path: str | epath.Path) -> epath.Path:
+  """A step directory (``.../<step>``), a checkpoints directory (its latest step) or a workdir
+  (``<workdir>/checkpoints``, latest step) -> the ``state`` item directory."""
+  path = epath.Path(path)
+  if (path / 'state').is_dir():
+    return path / 'state'
+  if (path / 'checkpoints').is_dir():
+    path = path / 'checkpoints'
+  steps = sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+  if not steps:
+    raise ValueError(f'config.init_from={str(path)!r}: no checkpoint there (expected a step '
+                     'directory with state/, a checkpoints/ directory, or a workdir)')
+  return path / str(steps[-1]) / 'state'
+
+
+def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,
+                        ignore: Sequence[str] = ()) -> tuple[Any, Any]:
+  """``(params, batch_stats)`` of ``state`` with every entry found in ``init_from`` replaced.
+
+  Names the model has but the checkpoint lacks, and names whose shapes differ, are errors unless
+  they match one of the ``ignore`` regexes (``config.init_from_ignore``, e.g. ``'^params/fc/'``
+  for a new classifier), in which case they keep their initial values. Checkpoint entries the
+  model does not have are listed in the log and skipped.
+  """
+  state_dir = resolve_state_dir(init_from)
+  saved = _variables_only(flat_shapes(_tree_metadata(state_dir)))
+  model = _variables_only(flat_shapes(abstract_state.as_dict()))
+  diff = diff_trees(saved, model)
+  patterns = [re.compile(p) for p in ignore]
+  ignored = lambda name: any(p.search(name) for p in patterns)  # noqa: E731
+  fatal = TreeDiff(missing=[n for n in diff.missing if not ignored(n)], unexpected=[],
+                   mismatched=[m for m in diff.mismatched if not ignored(m[0])])
+  if fatal:
+    raise CheckpointMismatchError(
+        f'config.init_from={init_from!r} ({state_dir.parent}) does not fit config.model:\n'
+        f'{fatal.describe()}\nAdd regexes of names to keep at their initial values to '
+        'config.init_from_ignore (e.g. "^params/fc/" for a new classifier).')
+  if diff:
+    logging.warning('init_from %s: kept at init / skipped:\n%s', state_dir.parent, diff.describe())
+  skip = set(diff.missing) | {m[0] for m in diff.mismatched}
+  target = jax.tree_util.tree_map_with_path(
+      lambda path, leaf: None if _name(path) in skip else leaf,
+      {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats})
+  target = _prune_none(target)
+  loaded = _partial_restore(state_dir, target)
+  loaded_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+  merged = jax.tree_util.tree_map_with_path(
+      lambda path, leaf: loaded_flat.get(_name(path), leaf),
+      {'params': state.params, 'batch_stats': state.batch_stats})
+  logging.info('init_from %s: loaded %d of %d arrays', state_dir.parent, len(loaded_flat),
+               len(model))
+  return merged['params'], merged['batch_stats']
+
+
+def _prune_none(tree: Any) -> Any:
+  if isinstance(tree, Mapping):
+    out = {k: _prune_none(v) for k, v in tree.items()}
+    return {k: v for k, v in out.items() if v is not None and not (isinstance(v, Mapping) and not v)}
+  return tree

@@ -1,0 +1,449 @@
+"""The training loop and checkpoint evaluation behind ``train.py`` and ``evaluate.py``.
+
+``train_and_evaluate(config, workdir)``:
+
+1. validates the config (``validate_config``: cheap, before any device, data or compile work);
+2. builds the mesh, the data iterators, the schedule (epochs -> steps from the train-set size the
+   iterator reports, or ``config.steps_per_epoch`` / ``config.num_train_steps``);
+3. resumes from the latest checkpoint in ``WORKDIR/checkpoints`` (state, RNG, data-iterator
+   state, the metrics of the unlogged window) or initialises (optionally from
+   ``config.init_from``);
+4. trains; every ``log_every_steps`` writes a metrics line, every ``eval_every_*`` evaluates clip
+   top-1 on the eval iterator, every ``checkpoint_every_steps`` saves asynchronously; the last
+   step always evaluates and saves;
+5. on SIGTERM (or, multi-process, jax's preemption sync point) saves the current step and stops.
+
+A resumed run reproduces an uninterrupted one bit for bit (params and ``metrics.jsonl``):
+dropout keys are ``fold_in(rng, step)``, the data iterator restarts from its saved state, and the
+steps since the last metrics line are carried in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.experimental import multihost_utils
+
+from bat_jax import build_model
+from bat_jax.training import mesh as mesh_lib
+from bat_jax.training import optim
+from bat_jax.training import state as state_lib
+from bat_jax.training import steps as steps_lib
+from bat_jax.training.checkpoint import Checkpointer, load_init_variables
+from bat_jax.training.metrics import MetricsWriter
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped early, resume me"
+_PAUSE_ENV = 'BAT_JAX_TEST_PAUSE_AT_STEP'  # tests only, see _maybe_pause
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use; the message names the field."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config validation (no devices, no data reading beyond a directory check, no compilation).
+
+_REQUIRED = ('seed', 'model', 'data', 'global_batch_size', 'num_epochs', 'optimizer', 'momentum',
+             'base_learning_rate', 'lr_base_batch_size', 'schedule', 'warmup_epochs',
+             'lr_decay_epochs', 'lr_decay_factor', 'weight_decay', 'weight_decay_on',
+             'grad_clip_norm', 'label_smoothing')
+_DATA_DIR_FIELDS = {'root': 'the data set folder (annotations + train/ val/); for the toy set run '
+                            '`python -m bat_jax.data.toy_video --out data/toy_video` and pass '
+                            '--config.data.root=data/toy_video',
+                    'data_dir': 'the tfds data dir holding the data set'}
+
+
+def _get(config: ml_collections.ConfigDict, name: str, default: Any) -> Any:
+  value = config.get(name, default)
+  return default if value is None else value
+
+
+def validate_config(config: ml_collections.ConfigDict, *, training: bool = True) -> None:
+  """Raises ``ConfigError`` naming the field and its allowed values."""
+  if training:
+    missing = [f for f in _REQUIRED if f not in config]
+    if missing:
+      raise ConfigError(f'config lacks field(s) {missing}; start from configs/base_imagenet.py or '
+                        'configs/base_kinetics.py')
+  try:
+    build_model(config.model)
+  except ValueError as e:  # build_model's messages name the model.* field
+    raise ConfigError(str(e)) from None
+  _validate_data(config.data)
+  if not training:
+    return
+  if config.optimizer not in optim.OPTIMIZERS:
+    raise ConfigError(f'config.optimizer={config.optimizer!r}; allowed: {list(optim.OPTIMIZERS)}')
+  if config.schedule not in optim.SCHEDULES:
+    raise ConfigError(f'config.schedule={config.schedule!r}; allowed: {list(optim.SCHEDULES)}')
+  if config.weight_decay_on not in optim.WEIGHT_DECAY_ON:
+    raise ConfigError(f'config.weight_decay_on={config.weight_decay_on!r}; allowed: '
+                      f'{list(optim.WEIGHT_DECAY_ON)}')
+  for field in ('global_batch_size', 'lr_base_batch_size'):
+    if not isinstance(config[field], int) or config[field] <= 0:
+      raise ConfigError(f'config.{field}={config[field]!r}; allowed: positive integers')
+  if _get(config, 'num_train_steps', -1) <= 0 and not config.num_epochs > 0:
+    raise ConfigError(f'config.num_epochs={config.num_epochs!r} must be > 0 (or set '
+                      'config.num_train_steps > 0)')
+  decay = list(config.lr_decay_epochs)
+  if any(e < 0 for e in decay) or decay != sorted(decay):
+    raise ConfigError(f'config.lr_decay_epochs={tuple(decay)}; allowed: increasing epochs >= 0')
+  if not 0.0 <= config.label_smoothing < 1.0:
+    raise ConfigError(f'config.label_smoothing={config.label_smoothing}; allowed: [0, 1)')
+  if config.warmup_epochs < 0:
+    raise ConfigError(f'config.warmup_epochs={config.warmup_epochs}; allowed: >= 0')
+  if _get(config, 'init_from', ''):
+    from bat_jax.training.checkpoint import resolve_state_dir  # pylint: disable=g-import-not-at-top
+    try:
+      resolve_state_dir(config.init_from)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+
+
+def _validate_data(data: ml_collections.ConfigDict) -> None:
+  name = data.get('name')
+  if name not in DATA_SOURCES:
+    raise ConfigError(f'config.data.name={name!r} is not a known data set; allowed: '
+                      f'{sorted(DATA_SOURCES)}')
+  if importlib.util.find_spec(DATA_SOURCES[name]) is None:
+    raise ConfigError(f'config.data.name={name!r}: its input pipeline {DATA_SOURCES[name]} is '
+                      'not implemented yet; allowed now: ' + str(sorted(
+                          n for n, m in DATA_SOURCES.items() if importlib.util.find_spec(m))))
+  if name == 'synthetic':
+    for field in ('num_classes', 'crop_size', 'num_train_examples', 'num_eval_examples'):
+      if not isinstance(data.get(field), int) or data.get(field) <= 0:
+        raise ConfigError(f'config.data.{field}={data.get(field)!r}; allowed: positive integers')
+    return
+  for field, what in _DATA_DIR_FIELDS.items():
+    if field in data:
+      value = data[field]
+      if not value:
+        raise ConfigError(f'config.data.{field} is empty: set it to {what}')
+      if not os.path.isdir(value):
+        raise ConfigError(f'config.data.{field}={value!r} is not a directory: set it to {what}')
+
+
+def _check_devices(config: ml_collections.ConfigDict) -> None:
+  try:
+    mesh_lib.check_batch_divisible(config.global_batch_size)
+    if _get(config, 'eval_batch_size', -1) > 0:
+      mesh_lib.check_batch_divisible(config.eval_batch_size, 'eval_batch_size')
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sources.
+
+
+# data.name -> the module with make_train_iterator / make_eval_iterator.
+DATA_SOURCES = {
+    'synthetic': 'bat_jax.data.synthetic',
+    'kinetics400': 'bat_jax.data.pipeline',
+    'mini_kinetics200': 'bat_jax.data.pipeline',
+    'toy_video': 'bat_jax.data.pipeline',
+    'imagenet2012': 'bat_jax.data.imagenet',
+}
+
+
+def data_module(data_config: ml_collections.ConfigDict) -> Any:
+  """The module with ``make_train_iterator`` / ``make_eval_iterator`` for ``data.name``."""
+  return importlib.import_module(DATA_SOURCES[data_config.name])
+
+
+def _eval_batch_size(config: ml_collections.ConfigDict) -> int:
+  size = _get(config, 'eval_batch_size', -1)
+  return size if size > 0 else config.global_batch_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation protocols. 'clip': one clip (or image) per example, as the eval iterator gives it.
+# Multi-view protocols (10x3, 25x10; bat_jax/evaluation/views.py) register here later.
+
+
+def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                  mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None
+                  ) -> dict[str, float]:
+  """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator."""
+  num_classes = int(config.model.num_classes)
+  eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
+  it = data_module(config.data).make_eval_iterator(
+      config.data, _eval_batch_size(config), jax.process_index(), jax.process_count())
+  totals: dict[str, np.ndarray] | None = None
+  try:
+    for batch in it:
+      sums = eval_step(variables, mesh_lib.global_batch(batch, mesh))
+      sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(sums).items()}
+      totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
+  finally:
+    _close(it)
+  if totals is None or totals['count'] == 0:
+    raise ValueError('the eval iterator gave no examples')
+  count = totals['count']
+  seen = totals['class_count'] > 0
+  return {
+      'top1': float(totals['top1'] / count),
+      'top5': float(totals['top5'] / count),
+      'mean_class_accuracy': float(np.mean(totals['class_top1'][seen] /
+                                           totals['class_count'][seen])),
+      'loss': float(totals['loss'] / count),
+      'num_examples': int(count),
+  }
+
+
+def _close(iterator: Any) -> None:
+  """Stops an iterator's workers / threads (grain iterators have ``close``)."""
+  if hasattr(iterator, 'close'):
+    iterator.close()
+
+
+PROTOCOLS: dict[str, Callable[..., dict[str, float]]] = {'clip': evaluate_clip}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preemption.
+
+
+class PreemptionWatcher:
+  """Single process: a SIGTERM handler sets a flag. Multi-process: jax's preemption sync manager
+  (which catches SIGTERM itself) says at which step every process stops together."""
+
+  def __init__(self) -> None:
+    self.signalled = False
+    self._multi = jax.process_count() > 1
+    self._previous = None
+    if not self._multi and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+  def _on_sigterm(self, signum: int, frame: Any) -> None:
+    del signum, frame
+    logging.warning('SIGTERM: saving a checkpoint at the end of the current step')
+    self.signalled = True
+
+  def reached(self, step: int) -> bool:
+    if self._multi:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.signalled
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _maybe_pause(step: int, workdir: str, ckpt: Checkpointer, watcher: PreemptionWatcher) -> None:
+  """Tests only: with ``BAT_JAX_TEST_PAUSE_AT_STEP=k``, after step k is logged and earlier
+  checkpoints are on disk, write ``WORKDIR/paused_at_k`` and wait (until SIGTERM or a kill). A
+  second run over the same workdir (the marker exists) does not pause, so a test can restart
+  with the identical command."""
+  if os.environ.get(_PAUSE_ENV) != str(step) or jax.process_count() > 1:
+    return
+  marker = os.path.join(workdir, f'paused_at_{step}')
+  if os.path.exists(marker):
+    return
+  ckpt.wait_until_finished()
+  with open(marker, 'w') as f:
+    f.write(str(os.getpid()))
+  while not watcher.signalled:
+    time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+def _write_broken_files(data: Any, workdir: str) -> None:
+  """The pipeline's undecodable videos (replaced in training, masked in eval), one file per
+  process: ``WORKDIR/broken_files_process<i>.json``."""
+  broken = data.broken_files() if hasattr(data, 'broken_files') else []
+  if broken:
+    path = os.path.join(workdir, f'broken_files_process{jax.process_index()}.json')
+    with open(path, 'w') as f:
+      json.dump(broken, f, indent=2)
+    logging.warning('%d undecodable videos, listed in %s', len(broken), path)
+
+
+def _mean(values: list[float]) -> float:
+  return float(np.mean(np.asarray(values, np.float64)))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming if ``workdir`` has checkpoints); returns the last metrics line, with
+  ``'preempted': True`` when stopped by SIGTERM before the last step."""
+  validate_config(config)
+  _check_devices(config)
+  mesh = mesh_lib.make_mesh()
+  process_index, process_count = jax.process_index(), jax.process_count()
+  is_chief = process_index == 0
+
+  model = build_model(config.model)
+  input_shape = state_lib.init_input_shape(config.model)
+  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'),
+                      keep=_get(config, 'keep_checkpoints', 3))
+  latest = ckpt.latest_step()
+  if latest is not None:  # a different model fails here, before any data or compile work
+    ckpt.check_compatible(latest, state_lib.abstract_variables(model, input_shape, mesh))
+
+  data = data_module(config.data)
+  train_it = data.make_train_iterator(config.data, config.global_batch_size, process_index,
+                                      process_count, config.seed)
+  steps_per_epoch = _get(config, 'steps_per_epoch', -1)
+  if steps_per_epoch <= 0 and getattr(train_it, 'steps_per_epoch', None):
+    steps_per_epoch = int(train_it.steps_per_epoch)
+  if steps_per_epoch <= 0:
+    num_examples = getattr(train_it, 'num_examples', None)
+    if not num_examples:
+      raise ConfigError('the train iterator does not report num_examples: set '
+                        'config.steps_per_epoch > 0')
+    steps_per_epoch = num_examples // config.global_batch_size
+    if steps_per_epoch <= 0:
+      raise ConfigError(f'config.global_batch_size={config.global_batch_size} exceeds the '
+                        f'{num_examples} training examples')
+  num_train_steps = _get(config, 'num_train_steps', -1)
+  if num_train_steps <= 0:
+    num_train_steps = int(math.ceil(config.num_epochs * steps_per_epoch))
+  eval_every = _get(config, 'eval_every_steps', -1)
+  if eval_every <= 0 and _get(config, 'eval_every_epochs', 0) > 0:
+    eval_every = max(1, int(round(config.eval_every_epochs * steps_per_epoch)))
+  log_every = max(1, _get(config, 'log_every_steps', 100))
+  ckpt_every = _get(config, 'checkpoint_every_steps', 1000)
+
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch, num_train_steps)
+  tx = optim.make_optimizer(config, schedule)
+  abstract = state_lib.abstract_train_state(model, tx, input_shape, mesh)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
+  logging.info('%s: %d parameters; %d devices (%d processes); %d steps/epoch, %d steps; '
+               'peak lr %g', config.model.name, num_params, jax.device_count(), process_count,
+               steps_per_epoch, num_train_steps, optim.peak_learning_rate(config))
+
+  pending: dict[str, list[Any]] = {'loss': [], 'top1': []}
+  if latest is not None:
+    state, data_state, meta = ckpt.restore(latest, abstract)
+    train_it.set_state(data_state)
+    pending = {k: [float(v) for v in vs] for k, vs in meta['pending'].items()}
+    logging.info('resumed from %s at step %d', ckpt.directory / str(latest), latest)
+  else:
+    state = state_lib.create_train_state(model, tx, config.seed, input_shape, mesh)
+    if _get(config, 'init_from', ''):
+      params, batch_stats = load_init_variables(config.init_from, abstract, state,
+                                                tuple(_get(config, 'init_from_ignore', ())))
+      state = state.replace(params=params, batch_stats=batch_stats)
+  start_step = int(state.step)
+  if start_step >= num_train_steps:
+    logging.warning('the run is already at step %d of %d: nothing to train', start_step,
+                    num_train_steps)
+  if is_chief:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  writer = MetricsWriter(workdir, enabled=is_chief, resume_step=start_step,
+                         num_train_steps=num_train_steps,
+                         global_batch_size=config.global_batch_size)
+  train_step = steps_lib.make_train_step(model, tx, mesh, config.label_smoothing)
+  eval_step = steps_lib.make_eval_step(model, mesh, int(config.model.num_classes))
+  watcher = PreemptionWatcher()
+  last: dict[str, Any] = {}
+  preempted = False
+  try:
+    for step in range(start_step, num_train_steps):
+      batch = next(train_it)
+      state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
+      pending['loss'].append(metrics['loss'])
+      pending['top1'].append(metrics['top1'])
+      done = step + 1
+      if step == start_step:  # compiled and run once: rates start now
+        jax.block_until_ready(metrics)
+        writer.start_timer(done)
+      last_step = done == num_train_steps
+      do_eval = last_step or (eval_every > 0 and done % eval_every == 0)
+      if do_eval or last_step or done % log_every == 0:
+        host = {k: [float(v) for v in jax.device_get(vs)] for k, vs in pending.items()}
+        line = {'train_loss': _mean(host['loss']), 'train_top1': _mean(host['top1']),
+                'learning_rate': float(schedule(done - 1))}
+        eval_seconds = 0.0
+        if do_eval:
+          t0 = time.perf_counter()
+          result = evaluate_clip(config, model, state.variables(), mesh, eval_step)
+          line.update({f'eval_{k}': v for k, v in result.items() if k != 'num_examples'})
+          eval_seconds = time.perf_counter() - t0
+        writer.write(done, line, eval_seconds)
+        last = {'step': done, **line}
+        pending = {k: [] for k in pending}
+      _maybe_pause(done, workdir, ckpt, watcher)
+      preempted = watcher.reached(done) and not last_step
+      if last_step or preempted or (ckpt_every > 0 and done % ckpt_every == 0):
+        meta = {'pending': {k: [float(v) for v in jax.device_get(vs)]
+                            for k, vs in pending.items()},
+                'process_count': process_count, 'num_train_steps': num_train_steps}
+        # No batch is drawn ahead, so the iterator's state is "after batch `done`".
+        ckpt.save(done, state, train_it.get_state(), meta)
+      if preempted:
+        logging.warning('preempted: checkpoint saved at step %d of %d', done, num_train_steps)
+        break
+  finally:
+    _close(train_it)
+    _write_broken_files(data, workdir)
+    ckpt.wait_until_finished()
+    ckpt.close()
+    writer.close()
+    watcher.close()
+  return {**last, 'preempted': preempted}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating a checkpoint (evaluate.py).
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, protocol: str = 'clip',
+                        step: int | None = None) -> dict[str, Any]:
+  """Restores ``step`` (default: latest) of ``WORKDIR/checkpoints`` onto this run's devices (any
+  count), runs ``protocol`` and writes ``WORKDIR/eval_<protocol>.json``."""
+  if protocol not in PROTOCOLS:
+    raise ConfigError(f'--protocol={protocol!r}; allowed: {sorted(PROTOCOLS)}')
+  validate_config(config, training=False)
+  try:
+    mesh_lib.check_batch_divisible(_eval_batch_size(config), 'eval_batch_size' if _get(
+        config, 'eval_batch_size', -1) > 0 else 'global_batch_size')
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  mesh = mesh_lib.make_mesh()
+  model = build_model(config.model)
+  abstract = state_lib.abstract_train_state(model, optax.identity(),
+                                            state_lib.init_input_shape(config.model), mesh)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(ckpt_dir):
+    raise ValueError(f'no checkpoint in {ckpt_dir}')
+  ckpt = Checkpointer(ckpt_dir, create=False)
+  step = ckpt.latest_step() if step is None or step < 0 else step
+  if step is None:
+    raise ValueError(f'no checkpoint in {ckpt_dir}')
+  variables = ckpt.restore_variables(step, abstract)
+  ckpt.close()
+  result = {'step': int(step), 'protocol': protocol,
+            **PROTOCOLS[protocol](config, model, variables, mesh)}
+  logging.info('eval %s at step %d: %s', protocol, step, result)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, f'eval_{protocol}.json'), 'w') as f:
+      json.dump(result, f, indent=2, sort_keys=True)
+  return result
+
+
+def mark_flags_parsed() -> None:
+  """grain's multiprocessing reads absl flags: call this when using the loop outside
+  ``absl.app.run`` (tests, notebooks)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+

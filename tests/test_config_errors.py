@@ -1,0 +1,102 @@
+"""Config errors stop the run at start-up with a message naming the field and what is allowed,
+before any device, data or compile work (nothing is written to the workdir)."""
+
+import os
+
+import pytest
+
+from bat_jax.training import loop
+from configs import base_imagenet, base_kinetics, demo_toy_c2d_3dbat
+from tests import helpers_train as h
+
+
+def _error(config) -> str:
+  with pytest.raises(loop.ConfigError) as e:
+    loop.validate_config(config)
+  return str(e.value)
+
+
+def test_unknown_model_through_train_py(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = h.run([*h.train_cmd(workdir), '--config.model.name=resnet51'], h.env_for(1), timeout=60)
+  assert proc.returncode == 1
+  assert "config error: model.name='resnet51' is not a known model; allowed: [" in proc.stderr
+  assert "'resnet50'" in proc.stderr and "'c2d_resnet50'" in proc.stderr
+  assert 'Traceback' not in proc.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_unknown_model():
+  cfg = base_kinetics.get_config()
+  cfg.model.name = 'c2d_resnet51'
+  msg = _error(cfg)
+  assert "model.name='c2d_resnet51'" in msg and 'allowed' in msg and "'i3d_resnet50'" in msg
+
+
+def test_unknown_block():
+  cfg = h.get_config('image_bat')
+  cfg.model.block.type = 'batt'
+  msg = _error(cfg)
+  assert "model.block.type='batt' is not a known block; allowed:" in msg
+  assert "'bat'" in msg and "'none'" in msg
+
+
+def test_groups_that_do_not_divide_the_channels():
+  cfg = h.get_config('image_bat')  # res3 of a width-4 ResNet-18: 8 channels, 4 in the transform
+  cfg.model.block.groups = 3
+  msg = _error(cfg)
+  assert 'model.block.groups=3 must divide the 4 channels' in msg
+  cfg = demo_toy_c2d_3dbat.get_config()  # 64 channels at res3, 32 in the transform
+  cfg.model.block.temporal_groups = 5
+  assert 'model.block.temporal_groups=5 must divide the 32 channels' in _error(cfg)
+
+
+def test_batch_not_divisible_by_device_count(tmp_path):
+  workdir = str(tmp_path / 'run')
+  proc = h.run([*h.train_cmd(workdir), '--config.global_batch_size=6'], h.env_for(4),
+               timeout=60)
+  assert proc.returncode == 1
+  assert ('config error: config.global_batch_size=6 is not divisible by the device count 4 '
+          '(1 process(es) x 4 local device(s)); allowed: positive multiples of 4') in proc.stderr
+  assert not os.path.exists(workdir)
+  proc = h.run([*h.train_cmd(workdir), '--config.eval_batch_size=10'], h.env_for(4), timeout=60)
+  assert proc.returncode == 1
+  assert 'config.eval_batch_size=10 is not divisible by the device count 4' in proc.stderr
+  assert not os.path.exists(workdir)
+
+
+def test_missing_data_dir():
+  cfg = base_kinetics.get_config()  # root defaults to ''
+  msg = _error(cfg)
+  assert 'config.data.root is empty' in msg and 'bat_jax.data.toy_video' in msg
+  cfg.data.root = '/nonexistent/kinetics'
+  assert "config.data.root='/nonexistent/kinetics' is not a directory" in _error(cfg)
+  cfg = demo_toy_c2d_3dbat.get_config()
+  cfg.data.root = os.path.join(os.path.dirname(__file__), 'no_such_toy_video')
+  assert 'is not a directory: set it to the data set folder' in _error(cfg)
+
+
+def test_unknown_or_unavailable_data_set():
+  cfg = base_kinetics.get_config()
+  cfg.data.name = 'kinetics700'
+  msg = _error(cfg)
+  assert "config.data.name='kinetics700' is not a known data set; allowed:" in msg
+  assert "'kinetics400'" in msg and "'synthetic'" in msg
+  if loop.importlib.util.find_spec('bat_jax.data.imagenet') is None:
+    cfg = base_imagenet.get_config()
+    assert "config.data.name='imagenet2012': its input pipeline" in _error(cfg)
+
+
+def test_training_field_values():
+  cfg = h.get_config('image')
+  cfg.schedule = 'linear'
+  assert "config.schedule='linear'; allowed: ['step', 'cosine']" in _error(cfg)
+  cfg = h.get_config('image')
+  cfg.weight_decay_on = 'bn'
+  assert "config.weight_decay_on='bn'; allowed: ['all', 'conv_fc_weights']" in _error(cfg)
+  cfg = h.get_config('image')
+  cfg.lr_decay_epochs = (60, 30)
+  assert 'config.lr_decay_epochs=(60, 30); allowed: increasing epochs' in _error(cfg)
+  cfg = h.get_config('image')
+  cfg.init_from = '/nonexistent/run'
+  assert "config.init_from='/nonexistent/run': no checkpoint there" in _error(cfg)
