@@ -140,3 +140,22 @@ def load_params(workdir: str, step: int) -> dict[str, Any]:
 def flat(tree: Any) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   return {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def tensorboard_scalars(logdir: str) -> dict[str, dict[int, float]]:
+  """``{tag: {step: value}}`` from the event files in ``logdir`` (TFRecord framing read by hand:
+  u64 length, u32 crc, payload, u32 crc; later files override earlier ones)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out: dict[str, dict[int, float]] = {}
+  for name in sorted(os.listdir(logdir)):
+    with open(os.path.join(logdir, name), 'rb') as f:
+      data = f.read()
+    pos = 0
+    while pos + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for v in event.summary.value:
+        out.setdefault(v.tag, {})[event.step] = v.simple_value
+  return out

@@ -263,7 +263,14 @@ def test_short_run_learns_above_chance(tmp_path):
   assert result['step'] == 48 and not result['preempted']
   assert lines[-1]['eval_top1'] >= 0.9, lines[-1]
   assert np.mean([m['train_loss'] for m in lines[-4:]]) < 0.5 * lines[0]['train_loss']
-  assert os.path.isdir(os.path.join(tmp_path, 'tensorboard'))
+  # The same scalars in TensorBoard (float32 there), plus the rates.
+  tb = h.tensorboard_scalars(os.path.join(tmp_path, 'tensorboard'))
+  for tag in ('train_loss', 'learning_rate', 'eval_top1'):
+    logged = {m['step']: m[tag] for m in lines if tag in m}
+    assert tb[tag].keys() == logged.keys()
+    np.testing.assert_allclose([tb[tag][k] for k in logged], list(logged.values()), rtol=1e-6)
+  assert set(tb['steps_per_sec']) == set(range(2, 49))  # step 1 includes compilation
+  assert all(v > 0 for v in tb['examples_per_sec'].values())
   assert h.checkpoint_steps(str(tmp_path)) == [48]
 
 

@@ -156,6 +156,9 @@ DATA_SOURCES = {
     'mini_kinetics200': 'bat_jax.data.pipeline',
     'toy_video': 'bat_jax.data.pipeline',
     'imagenet2012': 'bat_jax.data.imagenet',
+    'cifar10': 'bat_jax.data.cifar',
+    'cifar100': 'bat_jax.data.cifar',
+    'something_something_v1': 'bat_jax.data.something_something',
 }
 
 
