@@ -8,6 +8,14 @@ JOBS ?= 2
 
 .PHONY: demo test venv clean
 
+# The demo: toy videos (real mp4s in the Kinetics layout), C2D + 3D-BAT trained on this CPU, evaluated.
+# Re-running resumes the run in $(DEMO_DIR) (nothing left to do if it finished): `make clean` first
+# for a fresh one.
+demo: $(VENV_STAMP)
+	test -f $(DATA_DIR)/train.csv || $(PY) -m bat_jax.data.toy_video --out $(DATA_DIR)
+	$(PY) train.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
+	$(PY) evaluate.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
+
 $(VENV_STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip

@@ -41,6 +41,8 @@ def main(argv: list[str]) -> None:
   except CheckpointMismatchError as e:
     sys.exit(f'checkpoint error: {e}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
+  chance = 1.0 / _CONFIG.value.model.num_classes
+  print(f"{_PROTOCOL.value} top-1: {result['top1']:.2%} (chance: {chance:.2%})")
 
 
 if __name__ == '__main__':

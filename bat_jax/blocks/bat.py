@@ -130,8 +130,9 @@ class BATBlock(nn.Module):
     inner = channels // get('reduction')
     for field in ('groups', 'temporal_groups'):
       if get(field) < 0 or (get(field) and inner % get(field)):
+        allowed = [0] + [g for g in range(1, inner + 1) if inner % g == 0]
         raise ValueError(f'model.block.{field}={get(field)} must divide the {inner} channels of '
-                         f'the transform (block input {channels} / reduction)')
+                         f'the transform (block input {channels} / reduction); allowed: {allowed}')
     for field in ('size', 'temporal_size'):
       if get(field) < 1:
         raise ValueError(f'model.block.{field}={get(field)} must be >= 1')
