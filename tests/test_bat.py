@@ -1,6 +1,5 @@
 """BAT: the math against float64 NumPy written from the equations (tests/reference/bat_ref.py)."""
 
-import flax
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -10,20 +9,10 @@ import pytest
 
 from bat_jax.blocks.bat import BATBlock
 from bat_jax.ops import bilinear
+from tests.util import random_variables
 from tests.reference import bat_ref
 
 RTOL, ATOL = 2e-4, 2e-5
-
-
-def random_variables(variables, seed):
-  """Replaces every parameter and BN statistic with random values (BN variances positive)."""
-  rng = np.random.default_rng(seed)
-  params = jax.tree.map(lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), jnp.float32),
-                        variables['params'])
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables['batch_stats']))
-  stats = {k: jnp.asarray(rng.uniform(0.5, 1.5, v.shape) if k[-1] == 'var'
-                          else rng.normal(0, 0.3, v.shape), jnp.float32) for k, v in flat.items()}
-  return {'params': params, 'batch_stats': flax.traverse_util.unflatten_dict(stats)}
 
 
 def run_block(block, x_init, x, seed=0):

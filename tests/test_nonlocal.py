@@ -11,21 +11,11 @@ import pytest
 
 from bat_jax.blocks.nonlocal_ import INSTANTIATIONS, NonLocalBlock
 from bat_jax.ops import affinity
+from tests.util import random_variables
 from tests.reference import nonlocal_ref
 
 RTOL, ATOL = 1e-5, 1e-5
 SHAPE = (2, 2, 4, 4, 8)  # (N, T, H, W, D)
-
-
-def random_variables(variables, seed):
-  """Every parameter and BN statistic random (BN variances positive, BN scale non-zero)."""
-  rng = np.random.default_rng(seed)
-  params = jax.tree.map(lambda p: jnp.asarray(rng.normal(0, 0.5, p.shape), jnp.float32),
-                        variables['params'])
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables['batch_stats']))
-  stats = {k: jnp.asarray(rng.uniform(0.5, 1.5, v.shape) if k[-1] == 'var'
-                          else rng.normal(0, 0.3, v.shape), jnp.float32) for k, v in flat.items()}
-  return {'params': params, 'batch_stats': flax.traverse_util.unflatten_dict(stats)}
 
 
 def run(block, x, train=False, seed=0):
