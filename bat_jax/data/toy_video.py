@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import os
 import time
 from concurrent import futures
@@ -185,7 +186,9 @@ def generate(out: str, num_per_class: int = 40, num_val_per_class: int = 10, see
   duration = int(frames // fps)
   rows = {s: [] for s in SPLITS}
   if workers > 1:
-    with futures.ProcessPoolExecutor(workers) as ex:
+    # spawn, not fork: the caller may have JAX (multithreaded) loaded.
+    with futures.ProcessPoolExecutor(workers,
+                                    mp_context=multiprocessing.get_context('spawn')) as ex:
       results = ex.map(_make_one, jobs, chunksize=8)
       done = [_progress(i, len(jobs), r, progress) for i, r in enumerate(results)]
   else:
