@@ -1,11 +1,26 @@
-"""Evaluate a run's checkpoint: ``python evaluate.py --config=configs/<recipe>.py --workdir=DIR``.
+"""Evaluate a run's checkpoint: ``python evaluate.py --config=configs/<recipe>.py --workdir=DIR
+[--protocol=clip|30view|250view|imagenet] [--step=N]``.
 
 Restores ``DIR/checkpoints/<step>`` (``--step``, default the latest) onto however many devices
-this run has, evaluates it with ``--protocol`` and writes ``DIR/eval_<protocol>.json``.
+this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stderr) and writes
+``DIR/eval_<protocol>.json``. Inputs that cannot be read are left out and listed in
+``DIR/broken_files_process<i>.json``.
 
-Protocols (``bat_jax.training.loop.PROTOCOLS``): ``clip`` — one clip per video as the eval
-iterator gives it: top-1, top-5, mean per-class accuracy. Multi-view protocols (10 clips x 3
-crops, 25 x 10) are added to that table.
+Protocols (``bat_jax.training.loop.PROTOCOLS``, views in ``bat_jax/evaluation/views.py``):
+
+* ``clip``: one centre clip, centre crop (``data.crop_size``) per video -- the papers' "clip
+  top-1" (for image data sets: one centre crop per image);
+* ``30view``: 10 clips evenly spread over the video x 3 crops of ``data.eval_short_side``^2
+  (left / centre / right, the full short side) -- fully-convolutional testing, the model runs at
+  256 x 256 for Kinetics (BAT's sliding windows, ``bat_supplementary.md`` §2);
+* ``250view``: 25 clips x 10 crops of ``data.crop_size``^2 (4 corners + centre, x flip);
+* ``imagenet``: single centre crop (resize ``data.eval_resize``, crop ``data.image_size``).
+
+Frames are resized to short side ``data.eval_short_side`` first. The multi-view protocols average
+the softmax over each video's views and report video top-1 / top-5 and mean per-class accuracy
+(plus the logit-averaged top-1 of the released code). Multi-process: run the same command in
+every process (see ``train.py``); each process evaluates its share of the videos, padded so that
+all take the same number of steps.
 """
 
 import sys
@@ -19,8 +34,9 @@ from bat_jax.training.checkpoint import CheckpointMismatchError
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config (configs/*.py).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory with checkpoints/.')
-_PROTOCOL = flags.DEFINE_string('protocol', 'clip', 'Evaluation protocol.')
+_PROTOCOL = flags.DEFINE_enum('protocol', 'clip', sorted(loop.PROTOCOLS), 'Evaluation protocol.')
 _STEP = flags.DEFINE_integer('step', -1, 'Checkpoint step; -1: the latest.')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar (process 0, stderr).')
 _DISTRIBUTED = flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
                                  'jax.distributed.initialize(): auto = when '
                                  'JAX_COORDINATOR_ADDRESS is set.')
@@ -35,14 +51,18 @@ def main(argv: list[str]) -> None:
     loop.validate_config(_CONFIG.value, training=False)
     mesh.initialize_distributed(_DISTRIBUTED.value)
     result = loop.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _PROTOCOL.value,
-                                      _STEP.value)
+                                      _STEP.value, progress=_PROGRESS.value)
   except loop.ConfigError as e:
     sys.exit(f'config error: {e}')
   except CheckpointMismatchError as e:
     sys.exit(f'checkpoint error: {e}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
   chance = 1.0 / _CONFIG.value.model.num_classes
-  print(f"{_PROTOCOL.value} top-1: {result['top1']:.2%} (chance: {chance:.2%})")
+  what = 'videos' if _PROTOCOL.value in ('30view', '250view') else 'examples'
+  print(f"{_PROTOCOL.value} top-1: {result['top1']:.2%} (chance: {chance:.2%}), "
+        f"top-5: {result['top5']:.2%}, mean per-class accuracy: "
+        f"{result['mean_class_accuracy']:.2%} ({result['num_examples']} {what}, "
+        f"step {result['step']})")
 
 
 if __name__ == '__main__':

@@ -23,11 +23,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.insertions = ml_collections.ConfigDict()
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'imagenet2012'
-  config.data.data_dir = ''  # tfds data dir (ArrayRecord); required
-  config.data.image_size = 224
-  config.data.eval_resize = 256
-  config.data.num_workers = 8
+  config.data.name = 'imagenet2012'  # or 'imagenet_folder' (JPEG folders under data.root)
+  config.data.data_dir = ''  # tfds data dir (ArrayRecord); required for imagenet2012
+  config.data.root = ''  # train/<wnid>/*.JPEG, val/<wnid>/*.JPEG; required for imagenet_folder
+  config.data.image_size = 224  # RandomResizedCrop output (training), centre crop (eval)
+  config.data.eval_resize = 256  # eval: short side resized to this, then centre crop image_size
+  config.data.random_resized_crop_scale = (0.08, 1.0)
+  config.data.random_resized_crop_ratio = (3 / 4, 4 / 3)
+  config.data.random_flip = True
+  config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB
+  config.data.std = (0.229, 0.224, 0.225)
+  config.data.train_split = 'train'
+  config.data.eval_split = 'validation'  # tfds name; the folder source also accepts val/
+  config.data.num_workers = 8  # grain worker processes (0: decode in the main process)
+  config.data.num_threads = 2  # read threads per worker
 
   config.global_batch_size = 256
   config.num_epochs = 90

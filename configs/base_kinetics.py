@@ -24,14 +24,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.insertions = ml_collections.ConfigDict()
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'kinetics400'
+  config.data.name = 'kinetics400'  # or 'mini_kinetics200' (python -m bat_jax.data.mini_kinetics)
   config.data.root = ''  # required: the Kinetics folder (annotations + train/ val/)
   config.data.num_frames = 8
   config.data.frame_stride = 8
-  config.data.crop_size = 224
-  config.data.train_short_side = (256, 320)
-  config.data.eval_short_side = 256
-  config.data.num_workers = 8
+  config.data.crop_size = 224  # training crop; 'clip' and '250view' eval crops
+  config.data.train_short_side = (256, 320)  # scale jittering, inclusive
+  config.data.eval_short_side = 256  # eval resize; also the '30view' (fully-convolutional) crop
+  config.data.random_flip = True
+  config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB
+  config.data.std = (0.229, 0.224, 0.225)
+  config.data.train_split = 'train'
+  config.data.eval_split = 'val'  # also finds validate.csv / validate/
+  config.data.num_workers = 8  # grain worker processes (0: decode in the main process)
+  config.data.num_threads = 2  # read threads per worker
 
   config.global_batch_size = 64
   config.num_epochs = 100

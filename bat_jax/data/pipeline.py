@@ -24,12 +24,15 @@ grain workers, threads or processes. Batching happens on the ``MapDataset`` (bef
 ``mp_prefetch``), so worker ``w`` produces whole batches ``w, w + N, ...`` and the batch
 sequence is the same for any ``num_workers`` (0 = in-process).
 
-Broken videos. A :class:`~bat_jax.data.video.VideoDecodeError` never stops training: the clip
-is replaced by the next record in annotation order (deterministically; up to
-``_MAX_SUBSTITUTES`` tries) and the failure travels with the batch back to the main process,
-where :func:`broken_files` collects it (per path: reason and count). In evaluation a broken
-video yields zero frames with ``mask = False`` (left out of the metrics) and is reported the
-same way.
+Broken videos. A :class:`~bat_jax.data.video.VideoDecodeError` (missing, zero-byte, truncated
+beyond its index, not a video, no decodable frame) never stops training: the clip is replaced by
+the next record in annotation order (deterministically; up to ``_MAX_SUBSTITUTES`` tries) and
+the failure travels with the batch back to the main process, where :func:`broken_files`
+collects it (per path: reason, count, split). In evaluation a broken video yields zero frames
+with ``mask = False`` (left out of the metrics) and is reported the same way. Annotated videos
+that have no file at all are dropped when the split is listed and enter the same report (count
+1). Videos shorter than the clip window are not broken: their frames loop. The trainer writes
+the report to ``WORKDIR/broken_files_process<i>.json`` and logs the count.
 
 Iterator state. ``get_state()`` returns ``{'next_batch', 'offset', 'num_workers', 'grain',
 'fingerprint', ...}`` where ``grain`` is the grain ``DatasetIterator`` state; ``set_state``
@@ -38,13 +41,16 @@ restarts the pipeline at batch ``next_batch`` (same batches: they depend only on
 so a run can also resume with another ``num_workers`` or process count. The iterator is a
 ``grain.DatasetIterator``, so grain's orbax handlers (``grain.checkpoint``) accept it.
 
-Evaluation views. ``num_clips`` temporal clips (evenly spread, start fraction ``k / (K - 1)``;
-the centre clip when 1) x ``num_crops`` spatial crops (left/centre/right along the long side;
-the centre crop when 1) per video; single-view (1 x 1) by default, ``10 x 3`` with
-``crop_size = eval_short_side`` for the fully-convolutional testing of
-``bat_supplementary.md`` §1. Process ``p`` evaluates videos ``p::P``; every process yields
+Evaluation views. ``num_clips`` temporal clips x ``num_crops`` spatial crops per video, as
+:mod:`bat_jax.evaluation.views` defines them (clip ``k`` of ``K`` starts at
+``round_half_up(k (n - window) / (K - 1))``, the centre clip when 1; crops: centre (1), left /
+centre / right along the long side (3), 4 corners + centre x flip (10)); single-view (1 x 1) by
+default; ``evaluate.py --protocol=30view`` asks for 10 x 3 with ``crop_size = eval_short_side``
+(fully-convolutional testing, ``bat_supplementary.md`` §2) and ``250view`` for 25 x 10 at
+``crop_size``. Process ``p`` evaluates videos ``p::P``; every process yields
 ``ceil(ceil(n / P) * views / B)`` batches, padded with ``mask = False`` rows, and all views of a
-video come from the same process in consecutive rows.
+video come from the same process in consecutive rows (view ``v`` = clip ``v // num_crops``, crop
+``v % num_crops``).
 
 ``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
 train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
@@ -92,6 +98,18 @@ def _record_broken(entries, split: str) -> None:
         logging.warning('undecodable video (%s): %s: %s', split, path, reason)
       else:
         e['count'] += 1
+
+
+def _record_missing(missing, split: str, where: str) -> None:
+  """Annotated videos without a file (:attr:`bat_jax.data.kinetics.Split.missing`): one report
+  entry each (count 1, however many iterators list the split)."""
+  if not missing:
+    return
+  with _BROKEN_LOCK:
+    for m in missing:
+      name = f"{m['youtube_id']}_{m['time_start']:06d}_{m['time_end']:06d}"
+      _BROKEN.setdefault(name, {'path': name, 'reason': f'annotated but no video file under {where}',
+                                'count': 1, 'split': split, 'label': m.get('label', '')})
 
 
 def broken_files() -> list[dict]:
@@ -385,6 +403,7 @@ def _load_records(data_config, split: str) -> kinetics.Split:
   sp = kinetics.load_split(root, split)
   if not sp.records:
     raise ValueError(f'no videos found for split {split!r} under {root!r}')
+  _record_missing(sp.missing, split, kinetics.find_split_dir(root, split) or root)
   return sp
 
 
@@ -453,7 +472,8 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
 
   Batches: {'video', 'label', 'mask' bool (B,), 'video_index' int32 (B,) (-1 = padding)}.
   Every process yields ``len(iterator)`` batches. ``crop_size`` defaults to
-  ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing).
+  ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing);
+  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.evaluation.views.crop_box`).
   Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
   ``num_classes``, ``per_process_batch_size``, ``missing``.
   """

@@ -4,22 +4,31 @@ Clip sampling follows the BAT / non-local video recipe (``bat_cvpr2020.md`` §4.
 ``bat_supplementary.md`` §1): a clip is ``num_frames`` frames taken every ``stride`` frames
 (8 x 8 = a 64-frame window for Kinetics); training picks the window at random, single-clip
 evaluation takes the centre window and multi-view evaluation takes ``K`` windows evenly
-spread over the video (``start = k / (K - 1)`` as a fraction of the valid start range).
-Spatially, training uses scale jittering (random short side in ``[256, 320]``), a random
-224 crop and a random horizontal flip; evaluation resizes the short side to 256 and takes a
-centre crop (or 3 crops along the long side for fully-convolutional multi-view testing).
+spread over the video (``start = k / (K - 1)`` as a fraction of the valid start range, exactly:
+:mod:`bat_jax.evaluation.views`). Spatially, training uses scale jittering (random short side in
+``[256, 320]``), a random 224 crop and a random horizontal flip; evaluation resizes the short
+side to 256 and takes a centre crop, 3 crops along the long side (fully-convolutional 30-view
+testing) or 10 crops (4 corners + centre, x flip; 250-view testing).
+
+Too-short videos: a video with fewer frames than the clip window loops its frames (indices
+modulo its length, :func:`clip_indices`); a one-frame video gives a still clip. Broken files
+(missing, zero-byte, not a video, no decodable frame) raise :class:`VideoDecodeError`, which the
+pipeline turns into a substitution (training) or a masked view (evaluation) and a report entry.
 
 Nothing here imports JAX: these functions run in grain worker processes.
 """
 
 from __future__ import annotations
 
+import fractions
 import os
 from typing import Sequence
 
 import av
 import numpy as np
 from PIL import Image
+
+from bat_jax.evaluation import views
 
 __all__ = [
     'VideoDecodeError',
@@ -105,7 +114,7 @@ def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
   return max(1, int(round(height * size / width))), size
 
 
-def _start_fraction(start, rng) -> float | int:
+def _start_fraction(start, rng) -> float | int | fractions.Fraction:
   """Resolves the ``start`` argument of :func:`decode_clip` to a fraction or an int index."""
   if start is None:
     rng = np.random.default_rng() if rng is None else rng
@@ -113,11 +122,15 @@ def _start_fraction(start, rng) -> float | int:
   if isinstance(start, str):
     if start != 'center':
       raise ValueError(f"start must be None, 'center', a float fraction or an int, got {start!r}")
-    return 0.5
+    return fractions.Fraction(1, 2)
   if isinstance(start, (bool, np.bool_)):
     raise ValueError(f'start must not be a bool, got {start!r}')
   if isinstance(start, (int, np.integer)):
     return int(start)
+  if isinstance(start, fractions.Fraction):  # exact: multi-view clip k of K is Fraction(k, K - 1)
+    if not 0 <= start <= 1:
+      raise ValueError(f'a fractional start must lie in [0, 1], got {start}')
+    return start
   start = float(start)
   if not 0.0 <= start <= 1.0:
     raise ValueError(f'a fractional start must lie in [0, 1], got {start}')
@@ -131,6 +144,8 @@ def _pick_start(spec, max_start: int, random: bool) -> int:
     return min(max(spec, 0), max_start)
   if random:  # u in [0, 1): every start in [0, max_start] equally likely
     return min(int(spec * (max_start + 1)), max_start)
+  if isinstance(spec, fractions.Fraction):  # exact, as bat_jax.evaluation.views.clip_start
+    return int((spec * max_start + fractions.Fraction(1, 2)).__floor__())
   return int(np.floor(spec * max_start + 0.5))  # round half up: 'center' = ceil(max_start / 2)
 
 
@@ -256,8 +271,9 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
     num_frames, stride: clip length and frame stride (window ``(num_frames - 1) * stride + 1``).
     start: where the window starts among the valid starts ``[0, n - window]``:
       ``None`` = uniformly at random from ``rng`` (training); ``'center'`` = the middle;
-      a float in [0, 1] = that fraction of the valid range, rounded half up
-      (``floor(f * (n - window) + 0.5)``; multi-view: ``k / (K - 1)``);
+      a float or ``fractions.Fraction`` in [0, 1] = that fraction of the valid range, rounded
+      half up (``floor(f * (n - window) + 0.5)``; multi-view clip ``k`` of ``K`` passes the exact
+      ``Fraction(k, K - 1)``, see :func:`bat_jax.evaluation.views.clip_start`);
       an int = that frame index (clamped to the valid range).
     rng: numpy Generator for ``start=None`` (a fresh unseeded one if omitted).
     short_side: if given, frames are resized (bilinear, by FFmpeg's swscale while converting
@@ -362,19 +378,13 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int = 3) -> np.ndarray:
-  """Crop ``index`` of ``num_crops`` spread evenly along the long side (3-crop testing).
+  """Crop ``index`` of ``num_crops`` (:func:`bat_jax.evaluation.views.crop_box`).
 
-  ``num_crops == 1`` is the centre crop; for 3 crops: left/top, centre, right/bottom.
+  ``num_crops == 1`` is the centre crop; 3 crops: left/top, centre, right/bottom along the long
+  side; 10 crops: 4 corners + centre, then the same 5 flipped horizontally.
   """
-  if num_crops == 1:
-    return center_crop(frames, size)
-  h, w = _check_crop(frames, size)
-  frac = index / (num_crops - 1)
-  if w >= h:
-    y, x = (h - size) // 2, int(round(frac * (w - size)))
-  else:
-    y, x = int(round(frac * (h - size))), (w - size) // 2
-  return frames[:, y:y + size, x:x + size]
+  _check_crop(frames, size)
+  return views.apply_crop(frames, size, index, num_crops)
 
 
 def horizontal_flip(frames: np.ndarray) -> np.ndarray:
@@ -414,10 +424,13 @@ def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_
                    clip_index: int = 0, num_clips: int = 1, crop_index: int = 0,
                    num_crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
   """Deterministic view: clip ``clip_index`` of ``num_clips`` (centre when 1) and crop
-  ``crop_index`` of ``num_crops`` (centre when 1) -> float32 (T, crop, crop, 3)."""
+  ``crop_index`` of ``num_crops`` (centre when 1; 3: along the long side; 10: corners, centre and
+  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.evaluation.views`."""
   if short_side < crop_size:
     raise ValueError(f'short side {short_side} smaller than the crop {crop_size}')
-  start = 'center' if num_clips == 1 else clip_index / (num_clips - 1)
+  if not 0 <= clip_index < num_clips:
+    raise ValueError(f'clip_index {clip_index} not in [0, {num_clips})')
+  start = ('center' if num_clips == 1 else fractions.Fraction(int(clip_index), int(num_clips) - 1))
   clip = decode_clip(path, num_frames, stride, start, short_side=short_side)
   clip = spatial_crop(clip, crop_size, crop_index, num_crops)
   return normalize(clip, mean, std)

@@ -20,12 +20,15 @@ steps since the last metrics line are carried in the checkpoint.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -38,6 +41,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bat_jax import build_model
+from bat_jax.evaluation import views
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import optim
 from bat_jax.training import state as state_lib
@@ -64,6 +68,8 @@ _DATA_DIR_FIELDS = {'root': 'the data set folder (annotations + train/ val/); fo
                             '`python -m bat_jax.data.toy_video --out data/toy_video` and pass '
                             '--config.data.root=data/toy_video',
                     'data_dir': 'the tfds data dir holding the data set'}
+# Data sets that read only one of the folder fields (the others may stay empty in the config).
+_DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('root',)}
 
 
 def _get(config: ml_collections.ConfigDict, name: str, default: Any) -> Any:
@@ -127,9 +133,10 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
       if not isinstance(data.get(field), int) or data.get(field) <= 0:
         raise ConfigError(f'config.data.{field}={data.get(field)!r}; allowed: positive integers')
     return
-  for field, what in _DATA_DIR_FIELDS.items():
-    if field in data:
-      value = data[field]
+  for field in _DATA_DIR_FIELDS_BY_NAME.get(name, tuple(_DATA_DIR_FIELDS)):
+    what = _DATA_DIR_FIELDS[field]
+    if field in data or name in _DATA_DIR_FIELDS_BY_NAME:
+      value = data.get(field)
       if not value:
         raise ConfigError(f'config.data.{field} is empty: set it to {what}')
       if not os.path.isdir(value):
@@ -156,6 +163,7 @@ DATA_SOURCES = {
     'mini_kinetics200': 'bat_jax.data.pipeline',
     'toy_video': 'bat_jax.data.pipeline',
     'imagenet2012': 'bat_jax.data.imagenet',
+    'imagenet_folder': 'bat_jax.data.imagenet',
     'cifar10': 'bat_jax.data.cifar',
     'cifar100': 'bat_jax.data.cifar',
     'something_something_v1': 'bat_jax.data.something_something',
@@ -173,25 +181,77 @@ def _eval_batch_size(config: ml_collections.ConfigDict) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation protocols. 'clip': one clip (or image) per example, as the eval iterator gives it.
-# Multi-view protocols (10x3, 25x10; bat_jax/evaluation/views.py) register here later.
+# Evaluation protocols (``evaluate.py --protocol``; bat_jax/evaluation/views.py):
+#   clip     one clip (or image) per example as the eval iterator gives it (centre clip, centre
+#            crop): top-1, top-5, mean per-class accuracy, loss;
+#   30view   10 clips x 3 crops of data.eval_short_side^2 (fully convolutional), softmax averaged
+#            per video;
+#   250view  25 clips x 10 crops (4 corners + centre, x flip) of data.crop_size^2;
+#   imagenet single centre crop (resize data.eval_resize, crop data.image_size): top-1 / top-5.
+
+
+class _Progress:
+  """A progress bar with rate and ETA on stderr (process 0 only): redrawn in place on a terminal,
+  one line per ~10% otherwise (logs)."""
+
+  def __init__(self, total: int, label: str, enabled: bool = True):
+    self.total, self.label, self.done = max(int(total), 1), label, 0
+    self.enabled = enabled and jax.process_index() == 0
+    self.tty = self.enabled and sys.stderr.isatty()
+    self.t0 = time.perf_counter()
+    self._last_draw = 0.0
+    self._last_decile = -1
+
+  @staticmethod
+  def _fmt(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+  def update(self, n: int = 1) -> None:
+    self.done += n
+    if not self.enabled:
+      return
+    now = time.perf_counter()
+    decile = 10 * self.done // self.total
+    last = self.done >= self.total
+    if self.tty and not last and now - self._last_draw < 0.2:
+      return
+    if not self.tty and not last and decile == self._last_decile:
+      return
+    self._last_draw, self._last_decile = now, decile
+    elapsed = now - self.t0
+    rate = self.done / elapsed if elapsed > 0 else 0.0
+    eta = (self.total - self.done) / rate if rate > 0 else 0.0
+    filled = int(30 * min(self.done, self.total) / self.total)
+    line = (f'{self.label} [{"#" * filled}{"." * (30 - filled)}] {self.done}/{self.total} '
+            f'batches, {rate:.2f} batches/s, elapsed {self._fmt(elapsed)}, ETA {self._fmt(eta)}')
+    sys.stderr.write(('\r' + line) if self.tty else line + '\n')
+    sys.stderr.flush()
+
+  def close(self) -> None:
+    if self.tty:
+      sys.stderr.write('\n')
+      sys.stderr.flush()
 
 
 def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
-                  mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None
-                  ) -> dict[str, float]:
+                  mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None, *,
+                  progress: bool = False) -> dict[str, float]:
   """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator."""
   num_classes = int(config.model.num_classes)
   eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
   it = data_module(config.data).make_eval_iterator(
       config.data, _eval_batch_size(config), jax.process_index(), jax.process_count())
   totals: dict[str, np.ndarray] | None = None
+  bar = _Progress(_num_batches(it), 'eval clip', progress)
   try:
     for batch in it:
       sums = eval_step(variables, mesh_lib.global_batch(batch, mesh))
       sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(sums).items()}
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
+      bar.update()
   finally:
+    bar.close()
     _close(it)
   if totals is None or totals['count'] == 0:
     raise ValueError('the eval iterator gave no examples')
@@ -207,13 +267,145 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
   }
 
 
+def _num_batches(iterator: Any) -> int:
+  try:
+    return len(iterator)
+  except TypeError:
+    return int(getattr(iterator, 'num_batches', 0) or 0)
+
+
 def _close(iterator: Any) -> None:
   """Stops an iterator's workers / threads (grain iterators have ``close``)."""
   if hasattr(iterator, 'close'):
     iterator.close()
 
 
-PROTOCOLS: dict[str, Callable[..., dict[str, float]]] = {'clip': evaluate_clip}
+def _local_rows(x: jax.Array) -> np.ndarray:
+  """This process's rows of a global array sharded over ``'data'``, in order."""
+  shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+  rows, seen = [], set()
+  for s in shards:
+    start = s.index[0].start or 0
+    if start not in seen:  # (a replicated axis would repeat rows)
+      seen.add(start)
+      rows.append(np.asarray(s.data))
+  return np.concatenate(rows)
+
+
+def _sum_over_processes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  if jax.process_count() == 1:
+    return sums
+  keys = sorted(sums)
+  flat = np.concatenate([np.atleast_1d(np.asarray(sums[k], np.float64)) for k in keys])
+  total = np.asarray(multihost_utils.process_allgather(flat)).sum(axis=0)
+  out, i = {}, 0
+  for k in keys:
+    n = np.atleast_1d(sums[k]).size
+    out[k] = total[i:i + n] if np.ndim(sums[k]) else total[i]
+    i += n
+  return out
+
+
+def _require_view_source(config: ml_collections.ConfigDict, protocol: str) -> Any:
+  module = data_module(config.data)
+  params = inspect.signature(module.make_eval_iterator).parameters
+  if not {'num_clips', 'num_crops', 'crop_size'} <= set(params):
+    raise ConfigError(f'--protocol={protocol} needs a video data set read by '
+                      f'bat_jax.data.pipeline (kinetics400, mini_kinetics200, toy_video); '
+                      f'config.data.name={config.data.name!r}')
+  return module
+
+
+def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                  mesh: jax.sharding.Mesh, spec: views.ViewSpec, *, progress: bool = False,
+                  label: str = 'eval') -> tuple[views.ViewAccumulator, dict[str, Any]]:
+  """Runs the model on every view of this process's videos; returns the per-video accumulated
+  predictions (this process's videos only) and facts about the run (sizes, videos)."""
+  data_cfg = config.data
+  module = _require_view_source(config, label)
+  crop_size = int(data_cfg[spec.crop])
+  short_side = int(data_cfg.eval_short_side)
+  it = module.make_eval_iterator(data_cfg, _eval_batch_size(config), jax.process_index(),
+                                 jax.process_count(), num_clips=spec.num_clips,
+                                 num_crops=spec.num_crops, crop_size=crop_size)
+  predict = steps_lib.make_predict_step(model, mesh)
+  acc = views.ViewAccumulator(int(config.model.num_classes))
+  logging.info('%s over %d videos', views.describe(label, spec, crop_size, short_side),
+               it.num_examples)
+  bar = _Progress(_num_batches(it), f'eval {label}', progress)
+  pending = None  # (logits on device, host batch): fetched after the next batch is dispatched
+  try:
+    for batch in it:
+      key = steps_lib.input_key(batch)
+      logits = predict(variables, mesh_lib.global_batch({key: batch[key]}, mesh))
+      if pending is not None:
+        acc.add(_local_rows(pending[0]), pending[1]['label'], pending[1]['video_index'],
+                pending[1]['mask'])
+        bar.update()
+      pending = (logits, batch)
+    if pending is not None:
+      acc.add(_local_rows(pending[0]), pending[1]['label'], pending[1]['video_index'],
+              pending[1]['mask'])
+      bar.update()
+  finally:
+    bar.close()
+    _close(it)
+  info = {'num_videos': int(it.num_examples), 'crop_size': crop_size, 'short_side': short_side,
+          'num_clips': spec.num_clips, 'num_crops': spec.num_crops}
+  return acc, info
+
+
+def evaluate_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                   mesh: jax.sharding.Mesh, *, protocol: str = '30view',
+                   progress: bool = False) -> dict[str, Any]:
+  """Video-level top-1 / top-5 / mean per-class accuracy of ``protocol`` (a key of
+  ``views.PROTOCOL_VIEWS``): the softmax of every view, averaged per video. Also reports the
+  logit-averaged top-1 (the released code's aggregation) and how many videos had no decodable
+  view (left out, listed in the broken-file report)."""
+  spec = views.PROTOCOL_VIEWS[protocol]
+  acc, info = predict_views(config, model, variables, mesh, spec, progress=progress,
+                            label=protocol)
+  num_classes = int(config.model.num_classes)
+  labels = acc.labels()
+  sums = views.video_metric_sums(acc.mean_probs(), labels, num_classes)
+  by_logit = views.video_metric_sums(acc.mean_logits(), labels, num_classes)
+  counts = acc.view_counts()
+  sums.update({'logit_top1': by_logit['top1'], 'logit_top5': by_logit['top5'],
+               'views': np.float64(counts.sum()),
+               'partial': np.float64((counts < spec.num_views).sum())})
+  sums = _sum_over_processes(sums)
+  if sums['count'] == 0:
+    raise ValueError('no video of the eval set could be decoded')
+  result: dict[str, Any] = views.metrics_from_sums(sums)
+  count = float(sums['count'])
+  result.update({
+      'top1_logit_average': float(sums['logit_top1'] / count),
+      'top5_logit_average': float(sums['logit_top5'] / count),
+      'num_examples': int(count),
+      'num_videos_skipped': info['num_videos'] - int(count),
+      'num_videos_partial_views': int(sums['partial']),
+      'num_views': int(sums['views']),
+      'views_per_video': spec.num_views,
+      **info,
+  })
+  return result
+
+
+def evaluate_imagenet(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                      mesh: jax.sharding.Mesh, *, progress: bool = False) -> dict[str, float]:
+  """Single centre crop (resize ``data.eval_resize``, crop ``data.image_size``): top-1 / top-5."""
+  if config.data.name not in ('imagenet2012', 'imagenet_folder'):
+    raise ConfigError(f'--protocol=imagenet needs config.data.name imagenet2012 or '
+                      f'imagenet_folder, not {config.data.name!r}; use --protocol=clip')
+  return evaluate_clip(config, model, variables, mesh, progress=progress)
+
+
+PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
+    'clip': evaluate_clip,
+    '30view': functools.partial(evaluate_views, protocol='30view'),
+    '250view': functools.partial(evaluate_views, protocol='250view'),
+    'imagenet': evaluate_imagenet,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,14 +460,37 @@ def _maybe_pause(step: int, workdir: str, ckpt: Checkpointer, watcher: Preemptio
 
 
 def _write_broken_files(data: Any, workdir: str) -> None:
-  """The pipeline's undecodable videos (replaced in training, masked in eval), one file per
-  process: ``WORKDIR/broken_files_process<i>.json``."""
+  """The pipeline's undecodable or missing inputs (replaced in training, masked in eval), one file
+  per process: ``WORKDIR/broken_files_process<i>.json``, a list of ``{path, reason, count,
+  split}``. A resumed run (or ``evaluate.py``) adds to the entries already there (counts summed);
+  the registry is then emptied so that nothing is counted twice."""
   broken = data.broken_files() if hasattr(data, 'broken_files') else []
-  if broken:
-    path = os.path.join(workdir, f'broken_files_process{jax.process_index()}.json')
-    with open(path, 'w') as f:
-      json.dump(broken, f, indent=2)
-    logging.warning('%d undecodable videos, listed in %s', len(broken), path)
+  if not broken:
+    return
+  path = os.path.join(workdir, f'broken_files_process{jax.process_index()}.json')
+  merged: dict[tuple[str, str], dict[str, Any]] = {}
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        for e in json.load(f):
+          merged[(e['path'], e.get('split', ''))] = e
+    except (OSError, ValueError, KeyError, TypeError):
+      logging.warning('could not read %s: rewriting it', path)
+  for e in broken:
+    key = (e['path'], e.get('split', ''))
+    if key in merged:
+      merged[key] = {**merged[key], 'count': int(merged[key].get('count', 0)) + int(e['count'])}
+    else:
+      merged[key] = dict(e)
+  entries = [merged[k] for k in sorted(merged)]
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(entries, f, indent=2)
+  os.replace(tmp, path)
+  if hasattr(data, 'reset_broken_files'):
+    data.reset_broken_files()
+  logging.warning('%d undecodable or missing inputs this run (%d in all), listed in %s',
+                  len(broken), len(entries), path)
 
 
 def _mean(values: list[float]) -> float:
@@ -287,6 +502,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ``'preempted': True`` when stopped by SIGTERM before the last step."""
   validate_config(config)
   _check_devices(config)
+  workdir = os.path.abspath(workdir)  # orbax refuses relative checkpoint paths (make demo)
   mesh = mesh_lib.make_mesh()
   process_index, process_count = jax.process_index(), jax.process_count()
   is_chief = process_index == 0
@@ -410,17 +626,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, protocol: str = 'clip',
-                        step: int | None = None) -> dict[str, Any]:
+                        step: int | None = None, *, progress: bool = True) -> dict[str, Any]:
   """Restores ``step`` (default: latest) of ``WORKDIR/checkpoints`` onto this run's devices (any
-  count), runs ``protocol`` and writes ``WORKDIR/eval_<protocol>.json``."""
+  count), runs ``protocol`` (a key of ``PROTOCOLS``) and writes ``WORKDIR/eval_<protocol>.json``
+  (and the broken-file report, if any input could not be read)."""
   if protocol not in PROTOCOLS:
     raise ConfigError(f'--protocol={protocol!r}; allowed: {sorted(PROTOCOLS)}')
   validate_config(config, training=False)
+  if protocol in views.PROTOCOL_VIEWS and protocol != 'clip':
+    _require_view_source(config, protocol)
   try:
     mesh_lib.check_batch_divisible(_eval_batch_size(config), 'eval_batch_size' if _get(
         config, 'eval_batch_size', -1) > 0 else 'global_batch_size')
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  workdir = os.path.abspath(workdir)  # orbax wants absolute paths
   mesh = mesh_lib.make_mesh()
   model = build_model(config.model)
   abstract = state_lib.abstract_train_state(model, optax.identity(),
@@ -434,8 +654,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, protoco
     raise ValueError(f'no checkpoint in {ckpt_dir}')
   variables = ckpt.restore_variables(step, abstract)
   ckpt.close()
-  result = {'step': int(step), 'protocol': protocol,
-            **PROTOCOLS[protocol](config, model, variables, mesh)}
+  t0 = time.perf_counter()
+  data = data_module(config.data)
+  try:
+    metrics = PROTOCOLS[protocol](config, model, variables, mesh, progress=progress)
+  finally:
+    _write_broken_files(data, workdir)
+  result = {'step': int(step), 'protocol': protocol, **metrics,
+            'eval_seconds': round(time.perf_counter() - t0, 3),
+            'num_devices': jax.device_count()}
   logging.info('eval %s at step %d: %s', protocol, step, result)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, f'eval_{protocol}.json'), 'w') as f:
