@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -243,8 +244,9 @@ def _partial_restore(state_dir: epath.Path, target: Any) -> Any:
 
 def resolve_state_dir(path: str | epath.Path) -> epath.Path:
   """A step directory (``.../<step>``), a checkpoints directory (its latest step) or a workdir
-  (``<workdir>/checkpoints``, latest step) -> the ``state`` item directory."""
-  path = epath.Path(path)
+  (``<workdir>/checkpoints``, latest step) -> the ``state`` item directory (absolute: Orbax
+  refuses relative paths)."""
+  path = epath.Path(os.path.abspath(os.fspath(path)))
   if (path / 'state').is_dir():
     return path / 'state'
   if (path / 'checkpoints').is_dir():
@@ -256,43 +258,124 @@ def resolve_state_dir(path: str | epath.Path) -> epath.Path:
   return path / str(steps[-1]) / 'state'
 
 
+def source_model_config(state_dir: epath.Path) -> dict[str, Any] | None:
+  """``model`` of the ``config.json`` beside the checkpoint (``<workdir>/config.json``, written by
+  ``train.py`` and ``tools.import_torch``), or None."""
+  for parent in (state_dir.parent.parent.parent, state_dir.parent.parent):
+    path = parent / 'config.json'
+    if path.exists():
+      try:
+        return dict(json.loads(path.read_text()).get('model') or {}) or None
+      except (json.JSONDecodeError, AttributeError):
+        return None
+  return None
+
+
+def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
+  """The transfer is an image checkpoint into a video model (2-D -> 3-D)."""
+  if model_config is None:
+    return False
+  from bat_jax.models.registry import VIDEO_BACKBONES  # pylint: disable=g-import-not-at-top
+  source = source_model_config(state_dir)
+  if source is None or 'name' not in source:
+    return False
+  return model_config.get('name') in VIDEO_BACKBONES and source['name'] not in VIDEO_BACKBONES
+
+
 def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,
-                        ignore: Sequence[str] = ()) -> tuple[Any, Any]:
+                        ignore: Sequence[str] = (), *,
+                        model_config: Any = None) -> tuple[Any, Any]:
   """``(params, batch_stats)`` of ``state`` with every entry found in ``init_from`` replaced.
 
   Names the model has but the checkpoint lacks, and names whose shapes differ, are errors unless
   they match one of the ``ignore`` regexes (``config.init_from_ignore``, e.g. ``'^params/fc/'``
   for a new classifier), in which case they keep their initial values. Checkpoint entries the
   model does not have are listed in the log and skipped.
+
+  2-D -> 3-D (``bat_jax.tools.inflate``): a ``(1, h, w, i, o)`` kernel going into a
+  ``(t, h, w, i, o)`` one (I3D) is inflated, i.e. repeated ``t`` times along time and divided by
+  ``t``; a C2D model takes an image checkpoint unchanged (same names and shapes). When
+  ``model_config`` (the run's ``config.model``) is a video model and the checkpoint's
+  ``config.json`` names an image model, the classifier is re-initialised if the class count
+  differs and 3D BAT-Blocks fed from 2D ones keep their new temporal predictor
+  (``predictor/predict_t``) at init -- both without ``init_from_ignore``. The BAT blocks' other
+  weights (predictor included) must fit: a different ``groups`` (k) or ``size`` (s) is an error
+  that names the field.
   """
+  from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
+
   state_dir = resolve_state_dir(init_from)
   saved = _variables_only(flat_shapes(_tree_metadata(state_dir)))
   model = _variables_only(flat_shapes(abstract_state.as_dict()))
-  diff = diff_trees(saved, model)
+  plan = inflate.plan_transfer(saved, model,
+                               video_from_image=_video_from_image(state_dir, model_config))
   patterns = [re.compile(p) for p in ignore]
   ignored = lambda name: any(p.search(name) for p in patterns)  # noqa: E731
-  fatal = TreeDiff(missing=[n for n in diff.missing if not ignored(n)], unexpected=[],
-                   mismatched=[m for m in diff.mismatched if not ignored(m[0])])
+  fatal = TreeDiff(missing=[n for n in plan.missing if not ignored(n)], unexpected=[],
+                   mismatched=[(n, s, t) for n, s, t, _ in plan.mismatched if not ignored(n)])
   if fatal:
+    hints = sorted({h for n, _, _, h in plan.mismatched if h and not ignored(n)})
     raise CheckpointMismatchError(
         f'config.init_from={init_from!r} ({state_dir.parent}) does not fit config.model:\n'
-        f'{fatal.describe()}\nAdd regexes of names to keep at their initial values to '
+        f'{fatal.describe()}\n' + ''.join(f'  hint: {h}\n' for h in hints) +
+        'Add regexes of names to keep at their initial values to '
         'config.init_from_ignore (e.g. "^params/fc/" for a new classifier).')
-  if diff:
-    logging.warning('init_from %s: kept at init / skipped:\n%s', state_dir.parent, diff.describe())
-  skip = set(diff.missing) | {m[0] for m in diff.mismatched}
-  target = jax.tree_util.tree_map_with_path(
-      lambda path, leaf: None if _name(path) in skip else leaf,
-      {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats})
-  target = _prune_none(target)
-  loaded = _partial_restore(state_dir, target)
+  if not plan.ok or plan.inflate or plan.new or plan.reinit:
+    logging.warning('init_from %s:\n%s', state_dir.parent, plan.describe())
+  abstract_vars = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
+  wanted = set(plan.load) | set(plan.inflate)
+
+  def target_leaf(path: Any, leaf: Any) -> Any:
+    name = _name(path)
+    if name not in wanted:
+      return None
+    if name in plan.inflate:  # restored at the checkpoint's (2-D) shape, inflated below
+      return jax.ShapeDtypeStruct(saved[name], leaf.dtype, sharding=getattr(leaf, 'sharding',
+                                                                             None))
+    return leaf
+
+  target = _prune_none(jax.tree_util.tree_map_with_path(target_leaf, abstract_vars))
+  loaded = _partial_restore(state_dir, target) if target else {}
   loaded_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+  abstract_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(abstract_vars)[0]}
+  for name, t in plan.inflate.items():
+    sharding = getattr(abstract_flat[name], 'sharding', None)
+    loaded_flat[name] = jax.jit(lambda k, t=t: inflate.inflate_kernel(k, t),
+                                out_shardings=sharding)(loaded_flat[name])
   merged = jax.tree_util.tree_map_with_path(
       lambda path, leaf: loaded_flat.get(_name(path), leaf),
       {'params': state.params, 'batch_stats': state.batch_stats})
-  logging.info('init_from %s: loaded %d of %d arrays', state_dir.parent, len(loaded_flat),
-               len(model))
+  logging.info('init_from %s: loaded %d of %d arrays (%d inflated)', state_dir.parent,
+               len(loaded_flat), len(model), len(plan.inflate))
   return merged['params'], merged['batch_stats']
+
+
+def write_variables_checkpoint(workdir: str | epath.Path, variables: Mapping[str, Any],
+                               step: int = 0, config: Any = None,
+                               extra: Mapping[str, Any] | None = None) -> epath.Path:
+  """Writes ``{'params', 'batch_stats'}`` as ``WORKDIR/checkpoints/<step>/state`` (the layout
+  ``config.init_from`` and ``evaluate.py`` read), plus ``WORKDIR/config.json`` (``config``) and
+  any ``extra`` JSON files (name -> object). Returns the step directory."""
+  workdir = epath.Path(os.path.abspath(os.fspath(workdir)))
+  workdir.mkdir(parents=True, exist_ok=True)
+  manager = ocp.CheckpointManager(
+      workdir / 'checkpoints',
+      options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False),
+      item_handlers={'state': ocp.StandardCheckpointHandler()})
+  if step in manager.all_steps():
+    raise ValueError(f'{workdir / "checkpoints" / str(step)} exists already: use a fresh --out')
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(
+      {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})})))
+  manager.wait_until_finished()
+  manager.close()
+  if config is not None and jax.process_index() == 0:
+    text = (config.to_json_best_effort(indent=2, sort_keys=True)
+            if hasattr(config, 'to_json_best_effort') else json.dumps(config, indent=2))
+    (workdir / 'config.json').write_text(text)
+  for name, obj in (extra or {}).items():
+    if jax.process_index() == 0:
+      (workdir / name).write_text(json.dumps(obj, indent=2, sort_keys=True))
+  return workdir / 'checkpoints' / str(step)
 
 
 def _prune_none(tree: Any) -> Any:

@@ -1,0 +1,647 @@
+r"""PyTorch weights -> an Orbax checkpoint of this code base's variables.
+
+  python -m bat_jax.tools.import_torch --checkpoint=resnet50.pth \
+      --config=configs/imagenet_r50.py --out=workdirs/r50_torchvision [--strict]
+  python train.py --config=configs/kinetics_c2d_3dbat.py --workdir=workdirs/k400 \
+      --config.init_from=workdirs/r50_torchvision
+  python evaluate.py --config=configs/imagenet_r50.py --workdir=workdirs/r50_torchvision
+
+``--out DIR`` gets a workdir layout: ``DIR/checkpoints/0/state`` (``params`` and
+``batch_stats`` only), ``DIR/config.json`` (the config it was converted for) and
+``DIR/import_report.json`` (what went where). ``config.init_from=DIR`` and ``evaluate.py
+--workdir=DIR`` read it.
+
+Layouts (state-dict names; a ``module.`` prefix from ``DataParallel`` is dropped, and a checkpoint
+dict's ``state_dict`` / ``model`` / ``model_state_dict`` entry is taken):
+
+* torchvision ResNet-18/34/50/101/152 and ResNeXt: ``conv1``, ``bn1``,
+  ``layer{1..4}.{i}.conv{1,2,3}`` / ``.bn{1,2,3}`` / ``.downsample.{0,1}``, ``fc`` ->
+  ``conv1``, ``bn1``, ``res{2..5}_block{i}/conv{n}`` / ``bn{n}`` / ``downsample_conv`` /
+  ``downsample_bn``, ``fc``. Conv weights ``(out, in, h, w)`` -> kernels ``(1, h, w, in, out)``;
+  ``fc.weight (classes, in)`` -> ``fc/kernel (in, classes)``; BN ``weight, bias, running_mean,
+  running_var`` -> ``scale, bias`` (params) and ``mean, var`` (batch_stats);
+  ``num_batches_tracked`` is counted as skipped (flax's BN has no counter).
+* The BAT authors' released models (BA-Transform/BAT-Image-Classification ``nlnet.py``,
+  BAT-Video-Classification ``models/resnet.py``): the same backbone names; video weights are
+  Conv3d ``(out, in, t, h, w)`` -> ``(t, h, w, in, out)`` and the video ``fc`` is a ``1x1x1``
+  Conv3d ``(classes, in, 1, 1, 1)``. The image code's SE (``layer.i.se_block.excitation.{0,2}``,
+  ``nn.Linear``) -> ``se/fc1``, ``se/fc2``. BAT blocks are stored inside the stage's
+  ``nn.Sequential`` as ``layer{L}.nl{i}``, added after residual block ``i`` (``i % m == m - 1``,
+  the name carries ``i``), i.e. exactly our ``res{L+1}_bat{i}`` (``layer2.nl1`` -> ``res3_bat1``,
+  ``layer3.nl5`` -> ``res4_bat5``). Inside a block::
+
+      conv1.0 (conv, bias) / conv1.1 (BN)                  -> conv1 / bn1
+      batransform.conv1.0 / .1    (C -> k, BN)              -> predictor/conv / predictor/bn
+      batransform.conv_p  (k -> s*s*k, kernel (s, 1))        -> predictor/predict_p/conv
+      batransform.conv_q  (k -> s*s*k, kernel (1, s))        -> predictor/predict_q/conv
+      batransform.conv_t  (k -> ts*ts*tk, kernel (ts, 1, 1)) -> predictor/predict_t/conv
+      batransform.conv2.0 / .1    (C -> C, BN)              -> conv2 / bn2
+      conv2.0 / conv2.1           (C -> D, BN)              -> conv3 / bn3
+
+  The window convs slide over the pooled ``s`` cells (a ``(s, 1)`` conv on ``(s, 1)`` row-pooled
+  features is a 1-D conv over ``s``): weight ``(s*s*k, k, s, 1)`` (video ``(s*s*k, k, 1, s, 1)``,
+  ``conv_t (ts*ts*tk, k, ts, 1, 1)``) -> flax ``nn.Conv`` kernel ``(s, k, s*s*k)``,
+  ``kernel[a, c, o] = weight[o, c, a]``. Both codes read output channel ``o = g*s*s + i*s + j``
+  as entry ``(i, j)`` of group ``g`` (``view(n, k, s, s)``), as ours does, so the channel order
+  is kept.
+
+Reading never executes code from the file: ``.safetensors`` are parsed directly; PyTorch files
+(``torch.save``) go through ``torch.load(..., weights_only=True)`` when torch is installed, else
+through a restricted unpickler of this module that accepts tensors, storages, ``OrderedDict``
+and plain Python values only. A file that needs anything else (a pickled model class, a
+``__reduce__`` that calls a function) is refused with :class:`UnsafeCheckpointError`.
+
+Every tensor is accounted for: the report lists loaded (and inflated), skipped
+(``num_batches_tracked``), missing (in the model only), unexpected (in the file only) and
+shape-mismatched names; ``--strict`` fails on any of the last three. Without it, what does not
+fit keeps the model's initial value (seed ``--seed``), e.g. a 1000-class ``fc`` in a 400-class
+model. A 2-D checkpoint converted for an I3D config is inflated (``bat_jax.tools.inflate``).
+
+This module imports only numpy (and torch, if asked to read a ``.pth`` with it) at the top, so
+the reading half also runs in a PyTorch-only environment; JAX is imported by the converting half.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import json
+import os
+import pickle
+import re
+import struct
+import sys
+import zipfile
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+READERS = ('auto', 'torch', 'builtin')
+
+
+class UnsafeCheckpointError(ValueError):
+  """The file would need unrestricted unpickling (it may run code when loaded)."""
+
+
+class ImportMismatchError(ValueError):
+  """``--strict`` and something is missing, unexpected or shape-mismatched."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files: safetensors, torch.save zip archives (torch.load(weights_only=True) or a
+# restricted unpickler).
+
+_SAFETENSORS_DTYPES = {
+    'F64': np.float64, 'F32': np.float32, 'F16': np.float16, 'I64': np.int64, 'I32': np.int32,
+    'I16': np.int16, 'I8': np.int8, 'U8': np.uint8, 'BOOL': np.bool_, 'U16': np.uint16,
+    'U32': np.uint32, 'U64': np.uint64,
+}
+_TORCH_STORAGES = {
+    'DoubleStorage': np.float64, 'FloatStorage': np.float32, 'HalfStorage': np.float16,
+    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
+    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
+}
+_REFUSED_HINT = ('Only tensors, storages and plain Python values are read. Re-save just the '
+                 'weights (torch.save(model.state_dict(), path)) or convert the file to '
+                 '.safetensors (safetensors.torch.save_file) in an environment you trust.')
+
+
+def _bfloat16() -> Any:
+  try:
+    import ml_dtypes  # pylint: disable=g-import-not-at-top
+    return ml_dtypes.bfloat16
+  except ImportError:
+    return None
+
+
+def _to_float32_if_bf16(a: np.ndarray) -> np.ndarray:
+  bf16 = _bfloat16()
+  return a.astype(np.float32) if bf16 is not None and a.dtype == bf16 else a
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+  """A ``.safetensors`` file (8-byte header length, JSON header, raw little-endian data)."""
+  with open(path, 'rb') as f:
+    raw = f.read()
+  if len(raw) < 8:
+    raise ValueError(f'{path}: not a safetensors file (too short)')
+  (n,) = struct.unpack('<Q', raw[:8])
+  if n > len(raw) - 8:
+    raise ValueError(f'{path}: not a safetensors file (header length {n} > file size)')
+  header = json.loads(raw[8:8 + n])
+  data = memoryview(raw)[8 + n:]
+  out = {}
+  for name, info in header.items():
+    if name == '__metadata__':
+      continue
+    code = info['dtype']
+    dtype = _bfloat16() if code == 'BF16' else _SAFETENSORS_DTYPES.get(code)
+    if dtype is None:
+      raise ValueError(f'{path}: tensor {name!r} has dtype {code}, which this reader does not '
+                       'support')
+    start, end = info['data_offsets']
+    shape = tuple(int(s) for s in info['shape'])
+    if not 0 <= start <= end <= len(data) or end - start != int(np.prod(shape)) * np.dtype(
+        dtype).itemsize:
+      raise ValueError(f'{path}: tensor {name!r} has inconsistent offsets {start}..{end} for '
+                       f'shape {shape} {code}')
+    out[name] = _to_float32_if_bf16(
+        np.frombuffer(data[start:end], np.dtype(dtype).newbyteorder('<')).reshape(shape).copy())
+  return out
+
+
+class _StorageType:
+  def __init__(self, name: str, dtype: Any):
+    self.name, self.dtype = name, np.dtype(dtype)
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: Sequence[int], stride: Sequence[int],
+                    *unused: Any) -> np.ndarray:
+  size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+  if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
+    raise ValueError(f'bad tensor geometry size={size} stride={stride} offset={offset}')
+  if 0 in size:
+    return np.zeros(size, storage.dtype)
+  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+  if last >= storage.size:  # never read outside the storage
+    raise ValueError(f'tensor (size={size}, stride={stride}, offset={offset}) reaches past its '
+                     f'storage of {storage.size} elements')
+  view = np.lib.stride_tricks.as_strided(
+      storage[offset:], shape=size, strides=[s * storage.itemsize for s in stride],
+      writeable=False)
+  return np.array(view)
+
+
+def _rebuild_parameter(data: Any, *unused: Any) -> Any:
+  return data
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+  """Unpickles a ``torch.save`` archive's ``data.pkl`` allowing only what a state dict needs."""
+
+  _ALLOWED: dict[tuple[str, str], Any] = {
+      ('collections', 'OrderedDict'): collections.OrderedDict,
+      ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+      ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
+      ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+  }
+
+  def __init__(self, file: io.BytesIO, archive: zipfile.ZipFile, prefix: str, byteorder: str,
+               path: str):
+    super().__init__(file)
+    self._archive, self._prefix, self._path = archive, prefix, path
+    self._byteorder = '>' if byteorder == 'big' else '<'
+    self._storages: dict[str, np.ndarray] = {}
+
+  def find_class(self, module: str, name: str) -> Any:
+    module = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}.get(module, module)  # protocol 2
+    if (module, name) in self._ALLOWED:
+      return self._ALLOWED[(module, name)]
+    if module == 'torch' and name in _TORCH_STORAGES:
+      return _StorageType(name, _TORCH_STORAGES[name])
+    if module == 'torch' and name == 'BFloat16Storage' and _bfloat16() is not None:
+      return _StorageType(name, _bfloat16())
+    raise UnsafeCheckpointError(
+        f'{self._path}: refused: loading it would call {module}.{name}, which a file of weights '
+        f'does not need (and which could run arbitrary code). {_REFUSED_HINT}')
+
+  def persistent_load(self, pid: Any) -> np.ndarray:
+    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'
+            and isinstance(pid[1], _StorageType)):
+      raise UnsafeCheckpointError(f'{self._path}: refused: unknown persistent id {pid!r}. '
+                                  f'{_REFUSED_HINT}')
+    _, storage_type, key, _, numel = pid
+    key = str(key)
+    if key not in self._storages:
+      if not re.fullmatch(r'[0-9A-Za-z_]+', key):
+        raise UnsafeCheckpointError(f'{self._path}: refused: bad storage key {key!r}')
+      raw = self._archive.read(f'{self._prefix}/data/{key}')
+      dtype = storage_type.dtype.newbyteorder(self._byteorder)
+      if len(raw) < int(numel) * dtype.itemsize:
+        raise ValueError(f'{self._path}: storage {key} holds {len(raw)} bytes, needs '
+                         f'{int(numel) * dtype.itemsize}')
+      self._storages[key] = np.frombuffer(raw, dtype, count=int(numel))
+    return self._storages[key]
+
+
+def _read_torch_builtin(path: str) -> Any:
+  if not zipfile.is_zipfile(path):
+    raise UnsafeCheckpointError(
+        f'{path}: refused: not a torch.save zip archive but a legacy (pre-1.6) torch file or a '
+        'plain pickle, which the built-in reader does not unpickle. Install torch (it reads '
+        'legacy files with weights_only=True) or convert the file to .safetensors.')
+  with zipfile.ZipFile(path) as archive:
+    pkls = [n for n in archive.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
+    if len(pkls) != 1:
+      raise ValueError(f'{path}: not a torch.save archive (no <name>/data.pkl)')
+    prefix = pkls[0].split('/')[0]
+    byteorder = 'little'
+    if f'{prefix}/byteorder' in archive.namelist():
+      byteorder = archive.read(f'{prefix}/byteorder').decode().strip()
+    unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pkls[0])), archive, prefix,
+                                     byteorder, path)
+    try:
+      return unpickler.load()
+    except UnsafeCheckpointError:
+      raise
+    except (pickle.UnpicklingError, AttributeError, TypeError) as e:
+      raise UnsafeCheckpointError(f'{path}: refused: {e}. {_REFUSED_HINT}') from None
+
+
+def _read_torch_with_torch(path: str) -> Any:
+  import torch  # pylint: disable=g-import-not-at-top
+  try:
+    obj = torch.load(path, map_location='cpu', weights_only=True)
+  except pickle.UnpicklingError as e:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    why = next((ln for ln in lines if 'Unsupported global' in ln or 'WeightsUnpickler' in ln),
+               lines[0] if lines else type(e).__name__)
+    why = re.sub(r'\x1b\[[0-9;]*m', '', why).split('. Please use')[0]
+    raise UnsafeCheckpointError(
+        f'{path}: refused by torch.load(weights_only=True): {why}. {_REFUSED_HINT}') from None
+
+  def to_numpy(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+      x = x.detach().cpu()
+      if x.dtype == torch.bfloat16:
+        x = x.float()
+      return x.numpy()
+    if isinstance(x, Mapping):
+      return collections.OrderedDict((k, to_numpy(v)) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+      return type(x)(to_numpy(v) for v in x)
+    return x
+  return to_numpy(obj)
+
+
+def _torch_available() -> bool:
+  try:
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    return True
+  except ImportError:
+    return False
+
+
+def _is_safetensors(path: str) -> bool:
+  if path.endswith('.safetensors'):
+    return True
+  with open(path, 'rb') as f:
+    head = f.read(9)
+  return len(head) == 9 and head[8:9] == b'{' and not zipfile.is_zipfile(path)
+
+
+def _state_dict_of(obj: Any, path: str) -> dict[str, np.ndarray]:
+  if isinstance(obj, Mapping):
+    for key in ('state_dict', 'model', 'model_state_dict'):
+      if isinstance(obj.get(key), Mapping):
+        obj = obj[key]
+        break
+  if not isinstance(obj, Mapping):
+    raise ValueError(f'{path}: expected a state dict (name -> tensor), got {type(obj).__name__}')
+  out = {}
+  for name, value in obj.items():
+    if not isinstance(value, np.ndarray):
+      raise ValueError(f'{path}: {name!r} is a {type(value).__name__}, not a tensor: not a '
+                       'state dict')
+    out[name[len('module.'):] if name.startswith('module.') else name] = value
+  return out
+
+
+def read_state_dict(path: str, reader: str = 'auto') -> dict[str, np.ndarray]:
+  """``{torch name: numpy array}`` of a ``.safetensors`` or ``torch.save`` file, without running
+  code from it. ``reader``: ``'auto'`` (torch when installed, else the built-in unpickler),
+  ``'torch'`` or ``'builtin'`` (ignored for safetensors)."""
+  if reader not in READERS:
+    raise ValueError(f'reader={reader!r}; allowed: {READERS}')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such file')
+  if _is_safetensors(path):
+    return read_safetensors(path)
+  use_torch = reader == 'torch' or (reader == 'auto' and _torch_available())
+  obj = _read_torch_with_torch(path) if use_torch else _read_torch_builtin(path)
+  return _state_dict_of(obj, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and layouts.
+
+_BN_FIELDS = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
+              'running_mean': ('batch_stats', 'mean'), 'running_var': ('batch_stats', 'var'),
+              'num_batches_tracked': None}
+# Inside a released BAT block: torch sub-module -> (our sub-module, kind).
+_BAT_PARTS = {
+    'conv1.0': ('conv1', 'conv'), 'conv1.1': ('bn1', 'bn'),
+    'batransform.conv1.0': ('predictor/conv', 'conv'),
+    'batransform.conv1.1': ('predictor/bn', 'bn'),
+    'batransform.conv_p': ('predictor/predict_p/conv', 'window_h'),
+    'batransform.conv_q': ('predictor/predict_q/conv', 'window_w'),
+    'batransform.conv_t': ('predictor/predict_t/conv', 'window_t'),
+    'batransform.conv2.0': ('conv2', 'conv'), 'batransform.conv2.1': ('bn2', 'bn'),
+    'conv2.0': ('conv3', 'conv'), 'conv2.1': ('bn3', 'bn'),
+}
+SKIPPED = 'skipped'  # a known tensor our variables do not hold (num_batches_tracked)
+
+
+def map_name(name: str, stage_names: Sequence[str] = ('res2', 'res3', 'res4', 'res5'),
+             insert_name: str = 'bat') -> tuple[str, str] | str | None:
+  """``(our name, kind)`` of a torch state-dict name; ``SKIPPED``; or ``None`` (unknown).
+
+  ``kind`` says how the tensor is converted (:func:`convert`).
+  """
+  def stage(layer: str) -> str | None:
+    i = int(layer) - 1
+    return stage_names[i] if 0 <= i < len(stage_names) else None
+
+  def module(prefix: str, sub: str, field: str, kind: str) -> tuple[str, str] | str | None:
+    if kind == 'bn':
+      target = _BN_FIELDS.get(field, ())
+      if target is None:
+        return SKIPPED
+      if not target:
+        return None
+      return f'{target[0]}/{prefix}{sub}/{target[1]}', 'vector'
+    if field == 'weight':
+      return f'params/{prefix}{sub}/kernel', kind
+    if field == 'bias':
+      return f'params/{prefix}{sub}/bias', 'vector'
+    return None
+
+  if m := re.fullmatch(r'(conv1|bn1)\.(\w+)', name):
+    return module('', m.group(1), m.group(2), 'conv' if m.group(1) == 'conv1' else 'bn')
+  if m := re.fullmatch(r'fc\.(weight|bias)', name):
+    return module('', 'fc', m.group(1), 'fc')
+  if m := re.fullmatch(r'layer(\d+)\.(\d+)\.(conv|bn)(\d)\.(\w+)', name):
+    s = stage(m.group(1))
+    kind = 'conv' if m.group(3) == 'conv' else 'bn'
+    return s and module(f'{s}_block{int(m.group(2))}/', f'{m.group(3)}{m.group(4)}',
+                        m.group(5), kind)
+  if m := re.fullmatch(r'layer(\d+)\.(\d+)\.downsample\.([01])\.(\w+)', name):
+    s = stage(m.group(1))
+    sub, kind = ('downsample_conv', 'conv') if m.group(3) == '0' else ('downsample_bn', 'bn')
+    return s and module(f'{s}_block{int(m.group(2))}/', sub, m.group(4), kind)
+  if m := re.fullmatch(r'layer(\d+)\.(\d+)\.se_block\.excitation\.([02])\.(weight|bias)', name):
+    s = stage(m.group(1))
+    sub = 'se/fc1' if m.group(3) == '0' else 'se/fc2'
+    return s and module(f'{s}_block{int(m.group(2))}/', sub, m.group(4), 'linear_as_conv')
+  if m := re.fullmatch(r'layer(\d+)\.nl(\d+)\.(.+)\.(\w+)', name):
+    s = stage(m.group(1))
+    part = _BAT_PARTS.get(m.group(3))
+    if s is None or part is None:
+      return None
+    return module(f'{s}_{insert_name}{int(m.group(2))}/', part[0], m.group(4), part[1])
+  return None
+
+
+def _window(w: np.ndarray, axis: int, name: str) -> np.ndarray:
+  """A predictor conv ``(out, in, *spatial)`` whose only extent > 1 is ``spatial[axis]`` ->
+  flax 1-D kernel ``(s, in, out)``."""
+  spatial = w.shape[2:]
+  if not spatial or any(n != 1 for i, n in enumerate(spatial) if i != axis % len(spatial)):
+    raise ValueError(f'{name}: a window conv must extend along spatial axis {axis} only, got '
+                     f'weight {w.shape}')
+  return np.transpose(w.reshape(w.shape[0], w.shape[1], -1), (2, 1, 0))
+
+
+def convert(kind: str, w: np.ndarray, name: str = '') -> np.ndarray:
+  """A torch tensor in our layout (see the module docstring)."""
+  if kind == 'vector':
+    if w.ndim != 1:
+      raise ValueError(f'{name}: expected a vector, got {w.shape}')
+    return w
+  if kind == 'conv':
+    if w.ndim == 4:  # (out, in, h, w) -> (1, h, w, in, out)
+      return np.transpose(w, (2, 3, 1, 0))[None]
+    if w.ndim == 5:  # (out, in, t, h, w) -> (t, h, w, in, out)
+      return np.transpose(w, (2, 3, 4, 1, 0))
+    raise ValueError(f'{name}: expected a Conv2d/Conv3d weight, got {w.shape}')
+  if kind == 'fc':  # nn.Linear (classes, in) or a 1x1(x1) conv -> Dense (in, classes)
+    if w.ndim >= 2 and all(n == 1 for n in w.shape[2:]):
+      return np.transpose(w.reshape(w.shape[0], w.shape[1]))
+    raise ValueError(f'{name}: expected a Linear or 1x1x1 conv classifier, got {w.shape}')
+  if kind == 'linear_as_conv':  # nn.Linear (out, in) -> 1x1x1 conv (1, 1, 1, in, out)
+    if w.ndim != 2:
+      raise ValueError(f'{name}: expected a Linear weight, got {w.shape}')
+    return np.transpose(w)[None, None, None]
+  if kind == 'window_h':  # conv_p: 2-D (o, k, s, 1), 3-D (o, k, 1, s, 1)
+    return _window(w, -2, name)
+  if kind == 'window_w':  # conv_q: 2-D (o, k, 1, s), 3-D (o, k, 1, 1, s)
+    return _window(w, -1, name)
+  if kind == 'window_t':  # conv_t: 3-D (o, k, ts, 1, 1)
+    if w.ndim != 5:
+      raise ValueError(f'{name}: expected a Conv3d weight, got {w.shape}')
+    return _window(w, 0, name)
+  raise ValueError(f'unknown kind {kind!r}')
+
+
+@dataclasses.dataclass
+class ConvertedStateDict:
+  arrays: dict[str, np.ndarray]  # our name -> array in our layout
+  source: dict[str, str]  # our name -> torch name
+  skipped: list[str]  # torch names not needed (num_batches_tracked)
+  unknown: list[str]  # torch names with no counterpart
+  bad: list[tuple[str, str]]  # (torch name, why) that could not be converted
+
+
+def convert_state_dict(state_dict: Mapping[str, np.ndarray],
+                       stage_names: Sequence[str] = ('res2', 'res3', 'res4', 'res5'),
+                       insert_name: str = 'bat') -> ConvertedStateDict:
+  arrays, source, skipped, unknown, bad = {}, {}, [], [], []
+  for name in sorted(state_dict):
+    target = map_name(name, stage_names, insert_name)
+    if target == SKIPPED:
+      skipped.append(name)
+      continue
+    if target is None:
+      unknown.append(name)
+      continue
+    ours, kind = target
+    try:
+      arrays[ours] = np.asarray(convert(kind, np.asarray(state_dict[name]), name), np.float32)
+    except ValueError as e:
+      bad.append((name, str(e)))
+      continue
+    source[ours] = name
+  return ConvertedStateDict(arrays, source, skipped, unknown, bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Converting for a model config and writing the checkpoint (imports JAX).
+
+
+@dataclasses.dataclass
+class ImportReport:
+  checkpoint: str
+  num_tensors: int
+  plan: Any  # bat_jax.tools.inflate.TransferPlan over our names
+  converted: ConvertedStateDict
+
+  @property
+  def unexpected(self) -> list[str]:
+    """Torch names with no place in the model (unknown names, and known ones the model lacks)."""
+    return sorted(set(self.converted.unknown)
+                  | {self.converted.source[n] for n in self.plan.unexpected})
+
+  @property
+  def mismatched(self) -> list[tuple[str, str, tuple[int, ...], tuple[int, ...], str]]:
+    """``(our name, torch name, checkpoint shape (our layout), model shape, hint)``, plus
+    tensors that could not be converted at all."""
+    out = [(n, self.converted.source[n], s, t, h) for n, s, t, h in self.plan.mismatched]
+    return out + [('', tname, (), (), why) for tname, why in self.converted.bad]
+
+  @property
+  def ok(self) -> bool:
+    return not (self.plan.missing or self.unexpected or self.mismatched)
+
+  def describe(self) -> str:
+    lines = [f'{self.checkpoint}: {self.num_tensors} tensors',
+             f'  loaded: {len(self.plan.load) + len(self.plan.inflate)}'
+             + (f' ({len(self.plan.inflate)} inflated 2-D -> 3-D)' if self.plan.inflate else ''),
+             f'  skipped (num_batches_tracked; flax BN keeps no counter): '
+             f'{len(self.converted.skipped)}',
+             f'  missing (in the model only, kept at init): {len(self.plan.missing)}',
+             f'  unexpected (in the file only): {len(self.unexpected)}',
+             f'  shape-mismatched (kept at init): {len(self.mismatched)}']
+    listed = lambda xs: ''.join(f'\n    {x}' for x in xs[:40]) + (  # noqa: E731
+        f'\n    ... and {len(xs) - 40} more' if len(xs) > 40 else '')
+    if self.plan.inflate:
+      lines.append('inflated:' + listed([f'{n} t={t}' for n, t in self.plan.inflate.items()]))
+    if self.plan.missing:
+      lines.append('missing:' + listed(self.plan.missing))
+    if self.unexpected:
+      lines.append('unexpected:' + listed(self.unexpected))
+    if self.mismatched:
+      lines.append('shape-mismatched:' + listed(
+          [f'{t} -> {n} checkpoint {s} vs model {m}' + (f'  [{h}]' if h else '')
+           if n else f'{t}: {h}' for n, t, s, m, h in self.mismatched]))
+    return '\n'.join(lines)
+
+  def as_dict(self) -> dict[str, Any]:
+    return {'checkpoint': self.checkpoint, 'num_tensors': self.num_tensors,
+            'loaded': {n: self.converted.source[n] for n in self.plan.load},
+            'inflated': {n: {'from': self.converted.source[n], 't': t}
+                         for n, t in self.plan.inflate.items()},
+            'skipped': self.converted.skipped, 'missing': self.plan.missing,
+            'unexpected': self.unexpected,
+            'mismatched': [{'name': n, 'torch': t, 'checkpoint': list(s), 'model': list(m),
+                            'hint': h} for n, t, s, m, h in self.mismatched]}
+
+
+def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    name = f'{prefix}/{k}' if prefix else str(k)
+    if isinstance(v, Mapping):
+      out.update(_flat(v, name))
+    else:
+      out[name] = v
+  return out
+
+
+def _unflat(flat: Mapping[str, Any]) -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  for name, v in flat.items():
+    node = out
+    *parents, leaf = name.split('/')
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = v
+  return out
+
+
+def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
+                      strict: bool = False, seed: int = 0, reader: str = 'auto',
+                      flip_input_channels: bool = False,
+                      log: Callable[[str], None] | None = print) -> ImportReport:
+  """Converts ``checkpoint`` for ``config.model`` and (``out`` given) writes the checkpoint.
+
+  Raises :class:`ImportMismatchError` under ``strict`` when anything is missing, unexpected or
+  mismatched (nothing is written then). Names that do not fit keep the model's initial values
+  (``model.init`` with ``seed``), computed only when there are any. ``flip_input_channels``
+  reverses ``conv1``'s input channels (a network trained on BGR frames, like the released BAT
+  video models, then takes this code base's RGB frames).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  from bat_jax.models.registry import BACKBONES, build_model  # pylint: disable=g-import-not-at-top
+  from bat_jax.models.resnet import STAGES  # pylint: disable=g-import-not-at-top
+  from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
+  from bat_jax.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  from bat_jax.training.state import init_input_shape  # pylint: disable=g-import-not-at-top
+
+  state_dict = read_state_dict(checkpoint, reader)
+  model = build_model(config.model)
+  stage_names = tuple(BACKBONES[config.model.name].get('stage_names', STAGES))
+  converted = convert_state_dict(state_dict, stage_names, model.insert_name)
+  if flip_input_channels and 'params/conv1/kernel' in converted.arrays:
+    converted.arrays['params/conv1/kernel'] = np.ascontiguousarray(
+        converted.arrays['params/conv1/kernel'][..., ::-1, :])
+
+  shape = init_input_shape(config.model)
+  init = lambda key: model.init({'params': key, 'dropout': key},  # noqa: E731
+                                jnp.zeros(shape, jnp.float32), train=False)
+  abstract = jax.eval_shape(init, jax.random.key(seed))
+  abstract = {'params': abstract['params'], 'batch_stats': abstract.get('batch_stats', {})}
+  target = {n: tuple(v.shape) for n, v in _flat(abstract).items()}
+  plan = inflate.plan_transfer({n: a.shape for n, a in converted.arrays.items()}, target)
+  report = ImportReport(checkpoint, len(state_dict), plan, converted)
+  if log:
+    log(report.describe())
+  if strict and not report.ok:
+    raise ImportMismatchError(f'--strict: {checkpoint} does not fit config.model:\n'
+                              f'{report.describe()}')
+  if out is None:
+    return report
+  initial = None
+  if plan.kept_at_init:
+    variables = jax.jit(init)(jax.random.key(seed))
+    initial = {n: np.asarray(v) for n, v in _flat(
+        {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}).items()}
+  values = inflate.apply_plan(plan, converted.arrays, initial)
+  variables = _unflat({n: jnp.asarray(v, jnp.float32) for n, v in values.items()})
+  variables.setdefault('batch_stats', {})
+  ckpt_lib.write_variables_checkpoint(out, variables, config=config,
+                                      extra={'import_report.json': report.as_dict()})
+  if log:
+    log(f'wrote {os.path.join(out, "checkpoints", "0")}: use --config.init_from={out} or '
+        f'evaluate.py --workdir={out}')
+  return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+  config = config_flags.DEFINE_config_file('config', None, 'The recipe the weights are for.',
+                                           lock_config=True)
+  checkpoint = flags.DEFINE_string('checkpoint', None, '.pth / .pt / .safetensors state dict.')
+  out = flags.DEFINE_string('out', None, 'Output directory (workdir layout).')
+  strict = flags.DEFINE_bool('strict', False, 'Fail on any missing / unexpected / '
+                             'shape-mismatched tensor.')
+  seed = flags.DEFINE_integer('seed', 0, 'Initialisation of what the file does not provide.')
+  reader = flags.DEFINE_enum('reader', 'auto', list(READERS), 'How .pth files are read: torch '
+                             '(torch.load weights_only=True), builtin (restricted unpickler, no '
+                             'torch needed), auto (torch if installed).')
+  flip = flags.DEFINE_bool('flip_input_channels', False, 'Reverse conv1\'s input channels '
+                           '(BGR-trained weights, e.g. the released BAT video models, on RGB '
+                           'frames).')
+  flags.mark_flags_as_required(['config', 'checkpoint', 'out'])
+
+  def run(args: list[str]) -> None:
+    if len(args) > 1:
+      raise app.UsageError(f'unexpected arguments: {args[1:]}')
+    from bat_jax.training.metrics import quiet_library_logs  # pylint: disable=g-import-not-at-top
+    quiet_library_logs()
+    try:
+      import_checkpoint(checkpoint.value, config.value, out.value, strict=strict.value,
+                        seed=seed.value, reader=reader.value,
+                        flip_input_channels=flip.value)
+    except (UnsafeCheckpointError, ImportMismatchError, FileNotFoundError, ValueError) as e:
+      sys.exit(f'import_torch: {e}')
+
+  app.run(run, argv=list(argv) if argv is not None else None)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,197 @@
+r"""Weights of one model into another: 2-D -> 3-D inflation and the transfer plan behind
+``config.init_from`` and ``python -m bat_jax.tools.import_torch``.
+
+Every kernel here is ``(t, h, w, in, out)`` and an image model runs as one-frame clips, so an
+ImageNet ResNet (with or without BAT blocks) and a C2D video model have the *same* names and
+shapes: a 2-D checkpoint goes into C2D unchanged. I3D differs only in the ``t`` of some kernels
+(``conv1`` ``5x7x7``, the first conv of the inflated residual blocks ``3x1x1``); those are
+*inflated* (Carreira & Zisserman; the released BAT video code's ``load_checkpoint``): the 2-D
+kernel is repeated ``t`` times along time and divided by ``t``, so on a clip whose frames are all
+the same image every inflated conv computes exactly the 2-D conv -- wherever its temporal window
+lies inside the clip (the zero padding at the clip's ends changes the frames near them).
+
+:func:`plan_transfer` compares the names and shapes of a source (checkpoint) with a target
+(model) and sorts every name into one of:
+
+* ``load``: same shape, copied;
+* ``inflate``: source ``(1, h, w, i, o)``, target ``(t, h, w, i, o)``: inflated;
+* ``new``: only in the model, and expected to start at its initial value in a 2-D -> 3-D
+  transfer: the temporal predictor (``predictor/predict_t``) of a 3D BAT-Block fed from a 2D
+  BAT-Block;
+* ``reinit``: the classifier (``params/fc/*``) when its class count differs and the transfer is
+  image -> video (``reinit_classifier``);
+* ``missing`` / ``unexpected`` / ``mismatched``: everything else that does not fit; each
+  mismatch comes with a hint when the cause is known (BAT groups ``k``, block grid ``s``,
+  class count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+_CLASSIFIER = re.compile(r'^params/fc/')
+_TEMPORAL_PREDICTOR = re.compile(r'^(params|batch_stats)/(.*)/predictor/predict_t/')
+_PREDICTOR_CONV = re.compile(r'/predictor/conv/(kernel|bias)$|/predictor/bn/')
+_WINDOW_CONV = re.compile(r'/predictor/predict_([pqt])/conv/(kernel|bias)$')
+
+
+def inflate_kernel(kernel: Any, t: int) -> Any:
+  """``(1, h, w, i, o)`` -> ``(t, h, w, i, o)``: the 2-D kernel repeated ``t`` times along time
+  and divided by ``t`` (numpy or jax arrays)."""
+  if kernel.ndim != 5 or kernel.shape[0] != 1:
+    raise ValueError(f'inflate_kernel expects a (1, h, w, in, out) kernel, got {kernel.shape}')
+  if t < 1:
+    raise ValueError(f'inflate_kernel: t={t} must be >= 1')
+  xp = np if isinstance(kernel, np.ndarray) else _jnp()
+  return xp.repeat(kernel, t, axis=0) / xp.asarray(t, kernel.dtype)
+
+
+def _jnp():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return jnp
+
+
+def is_inflatable(source: Shape, target: Shape) -> bool:
+  """A 2-D kernel ``(1, h, w, i, o)`` going into a 3-D one ``(t, h, w, i, o)``, ``t > 1``."""
+  return (len(source) == 5 and len(target) == 5 and source[0] == 1 and target[0] > 1
+          and tuple(source[1:]) == tuple(target[1:]))
+
+
+def _hint(name: str, source: Shape, target: Shape) -> str:
+  """Why a shape differs, when the cause is a known config field."""
+  if _CLASSIFIER.search(name):
+    return (f'classifier: {source[-1]} classes in the checkpoint, {target[-1]} in the model '
+            '(model.num_classes)')
+  m = _WINDOW_CONV.search(name)
+  if m and m.group(2) == 'kernel' and len(source) == 3 and len(target) == 3:
+    field = 'model.block.temporal_size' if m.group(1) == 't' else 'model.block.size'
+    if source[0] != target[0]:
+      return (f'BAT block grid: window {source[0]} in the checkpoint, {target[0]} in the model '
+              f'({field}; must match)')
+    return (f'BAT groups: k={source[1]} in the checkpoint, k={target[1]} in the model '
+            '(model.block.groups; the spatial k must match)')
+  if m:  # a window conv's bias: s*s*k outputs
+    return ('BAT predictor outputs s*s*k differ (model.block.groups / size / temporal_groups '
+            'must match the checkpoint)')
+  if _PREDICTOR_CONV.search(name):
+    return (f'BAT groups: k={source[-1]} in the checkpoint, k={target[-1]} in the model '
+            '(model.block.groups; the spatial k must match)')
+  if len(source) == 5 and len(target) == 5 and source[1:] == target[1:]:
+    return f'temporal kernel t={source[0]} in the checkpoint, t={target[0]} in the model'
+  return ''
+
+
+@dataclasses.dataclass
+class TransferPlan:
+  load: list[str]
+  inflate: dict[str, int]  # name -> t
+  new: list[str]  # kept at init: new in a 2-D -> 3-D transfer
+  reinit: list[str]  # kept at init: classifier with another class count
+  missing: list[str]  # in the model only
+  unexpected: list[str]  # in the source only
+  mismatched: list[tuple[str, Shape, Shape, str]]  # name, source, target, hint
+
+  @property
+  def kept_at_init(self) -> list[str]:
+    """Names that take the model's initial values (whatever the cause)."""
+    return sorted(set(self.new) | set(self.reinit) | set(self.missing)
+                  | {m[0] for m in self.mismatched})
+
+  @property
+  def ok(self) -> bool:
+    """Nothing missing, unexpected or mismatched (``new`` / ``reinit`` are by design)."""
+    return not (self.missing or self.unexpected or self.mismatched)
+
+  def describe(self, limit: int = 20) -> str:
+    def listed(names: list[str]) -> str:
+      more = [f'... and {len(names) - limit} more'] if len(names) > limit else []
+      return ''.join(f'\n    {n}' for n in names[:limit] + more)
+    lines = [f'  loaded: {len(self.load) + len(self.inflate)} arrays'
+             + (f' ({len(self.inflate)} inflated 2-D -> 3-D)' if self.inflate else '')]
+    if self.inflate:
+      lines.append('  inflated (repeated along time / t):' + listed(
+          [f'{n} t={t}' for n, t in sorted(self.inflate.items())]))
+    if self.new:
+      lines.append(f'  new in the 3-D model, kept at init ({len(self.new)}):{listed(self.new)}')
+    if self.reinit:
+      lines.append(f'  classifier re-initialised ({len(self.reinit)}):{listed(self.reinit)}')
+    if self.missing:
+      lines.append(f'  missing: in the model but not in the checkpoint ({len(self.missing)}):'
+                   f'{listed(self.missing)}')
+    if self.unexpected:
+      lines.append(f'  unexpected: in the checkpoint but not in the model '
+                   f'({len(self.unexpected)}):{listed(self.unexpected)}')
+    if self.mismatched:
+      lines.append(f'  shape mismatched ({len(self.mismatched)}):' + listed(
+          [f'{n} checkpoint {s} vs model {t}' + (f'  [{h}]' if h else '')
+           for n, s, t, h in self.mismatched]))
+    return '\n'.join(lines)
+
+  def as_dict(self) -> dict[str, Any]:
+    return {'loaded': sorted(self.load), 'inflated': dict(sorted(self.inflate.items())),
+            'new': self.new, 'reinit': self.reinit, 'missing': self.missing,
+            'unexpected': self.unexpected,
+            'mismatched': [{'name': n, 'checkpoint': list(s), 'model': list(t), 'hint': h}
+                           for n, s, t, h in self.mismatched]}
+
+
+def _order(name: str) -> tuple[bool, str]:
+  return (not name.startswith('params/'), name)
+
+
+def plan_transfer(source: Mapping[str, Shape], target: Mapping[str, Shape], *,
+                  video_from_image: bool = False) -> TransferPlan:
+  """Sorts every name of ``source`` (checkpoint) and ``target`` (model) into a plan.
+
+  ``video_from_image``: the transfer is an image model into a video model (``init_from`` of an
+  ImageNet checkpoint): the temporal predictors of 3D BAT-Blocks whose 2D block is in the
+  checkpoint are ``new``, and a classifier with another class count is ``reinit``. Without it
+  those are ``missing`` / ``mismatched``. Inflation needs no flag: a ``(1, ...)`` kernel going
+  into a ``(t, ...)`` one has no other meaning.
+  """
+  load, new, reinit, missing, mismatched = [], [], [], [], []
+  inflate: dict[str, int] = {}
+  source_blocks = {m.group(1) for n in source if (m := re.match(r'^params/(.*)/predictor/', n))}
+  for name in sorted(target, key=_order):
+    t_shape = tuple(target[name])
+    if name not in source:
+      m = _TEMPORAL_PREDICTOR.match(name)
+      if video_from_image and m and m.group(2) in source_blocks:
+        new.append(name)
+      else:
+        missing.append(name)
+      continue
+    s_shape = tuple(source[name])
+    if s_shape == t_shape:
+      load.append(name)
+    elif is_inflatable(s_shape, t_shape):
+      inflate[name] = t_shape[0]
+    elif video_from_image and _CLASSIFIER.search(name):
+      reinit.append(name)
+    else:
+      mismatched.append((name, s_shape, t_shape, _hint(name, s_shape, t_shape)))
+  unexpected = sorted(set(source) - set(target), key=_order)
+  return TransferPlan(load=load, inflate=inflate, new=new, reinit=reinit, missing=missing,
+                      unexpected=unexpected, mismatched=mismatched)
+
+
+def apply_plan(plan: TransferPlan, source: Mapping[str, Any],
+               initial: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """Flat ``{name: array}`` of every target name: source values where the plan loads them
+  (inflated where it says so), ``initial`` ones for ``plan.kept_at_init`` (needed only when
+  that is not empty)."""
+  if plan.kept_at_init and initial is None:
+    raise ValueError(f'{len(plan.kept_at_init)} names keep their initial values but no initial '
+                     'values were given')
+  out = {name: initial[name] for name in plan.kept_at_init}
+  for name in plan.load:
+    out[name] = source[name]
+  for name, t in plan.inflate.items():
+    out[name] = inflate_kernel(source[name], t)
+  return out
