@@ -6,7 +6,7 @@ DEMO_DIR ?= workdirs/demo
 DATA_DIR ?= data/toy_video
 JOBS ?= 2
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv venv-torch clean
 
 # The demo: toy videos (real mp4s in the Kinetics layout), C2D + 3D-BAT trained on this CPU, evaluated.
 # Re-running resumes the run in $(DEMO_DIR) (nothing left to do if it finished): `make clean` first
@@ -15,6 +15,7 @@ demo: $(VENV_STAMP)
 	test -f $(DATA_DIR)/train.csv || $(PY) -m bat_jax.data.toy_video --out $(DATA_DIR)
 	$(PY) train.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
 	$(PY) evaluate.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
+	$(PY) -m bat_jax.tools.visualize --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR) --video=$(DATA_DIR)/val/red_up/red_up_val_0000.mp4 --out=$(DEMO_DIR)/attention
 
 $(VENV_STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -24,8 +25,20 @@ $(VENV_STAMP): requirements.txt
 
 venv: $(VENV_STAMP)
 
-test: $(VENV_STAMP)
-	$(PY) -m pytest -q -n $(JOBS) tests
+# torch + torchvision (CPU use of a CUDA build, installed from this machine's disk in ~40 s, 5.5 GB)
+# live in their own venv: only the weight-import tests and the PyTorch benchmark peer use them.
+TORCH_PY := .venv-torch/bin/python
+TORCH_STAMP := .venv-torch/.installed
+
+$(TORCH_STAMP): requirements-torch.txt
+	test -x $(TORCH_PY) || python3 -m venv .venv-torch
+	$(TORCH_PY) -m pip install -q -r requirements-torch.txt
+	touch $(TORCH_STAMP)
+
+venv-torch: $(TORCH_STAMP)
+
+test: $(VENV_STAMP) $(TORCH_STAMP)
+	BAT_JAX_TORCH_PYTHON=$(CURDIR)/$(TORCH_PY) $(PY) -m pytest -q -n $(JOBS) tests
 
 clean:
 	rm -rf workdirs data

@@ -557,7 +557,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = state_lib.create_train_state(model, tx, config.seed, input_shape, mesh)
     if _get(config, 'init_from', ''):
       params, batch_stats = load_init_variables(config.init_from, abstract, state,
-                                                tuple(_get(config, 'init_from_ignore', ())))
+                                                tuple(_get(config, 'init_from_ignore', ())),
+                                                model_config=config.model)
       state = state.replace(params=params, batch_stats=batch_stats)
   start_step = int(state.step)
   if start_step >= num_train_steps:
