@@ -59,10 +59,11 @@ def make_video(path: str, height: int, width: int, fps: int, seconds: float, gop
   """A textured, moving clip (uint8 RGB) encoded with libx264; returns its facts."""
   rng = np.random.default_rng(seed)
   n = int(round(fps * seconds))
-  gh, gw = height // 16 + 2, width // 16 + 2
+  cell = 4
+  gh, gw = height // cell + 2, width // cell + 2
   coarse = rng.uniform(40, 215, (gh, gw, 3)).astype(np.float32)
-  tex = np.repeat(np.repeat(coarse, 16, 0), 16, 1)  # blocky texture, smoothed below
-  k = np.ones(9, np.float32) / 9
+  tex = np.repeat(np.repeat(coarse, cell, 0), cell, 1)  # fine blocky texture, smoothed below
+  k = np.ones(3, np.float32) / 3
   for axis in (0, 1):
     tex = np.apply_along_axis(lambda v: np.convolve(v, k, mode='same'), axis, tex)
   yy, xx = np.mgrid[0:height, 0:width]
@@ -75,7 +76,7 @@ def make_video(path: str, height: int, width: int, fps: int, seconds: float, gop
       y, x = (cy + vy * t) % height, (cx + vx * t) % width
       m = ((yy - y) ** 2 + (xx - x) ** 2) < r * r
       f[m] = colour
-    f += rng.normal(0, 4, f.shape).astype(np.float32)
+    f += rng.normal(0, 10, f.shape).astype(np.float32)  # sensor-like noise: real bitrate
     frames[t] = np.clip(f, 0, 255).astype(np.uint8)
   t0 = time.perf_counter()
   V.write_video(path, frames, fps=fps, gop_size=gop, crf=23, preset='veryfast')
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2])
   p.add_argument('--threads', type=int, default=1, help='grain read threads per worker')
-  p.add_argument('--batches', type=int, default=6, help='timed batches per setting')
+  p.add_argument('--batches', type=int, default=12, help='timed batches per setting')
   p.add_argument('--batch-size', type=int, default=8)
   p.add_argument('--height', type=int, default=256)
   p.add_argument('--width', type=int, default=340)

@@ -235,7 +235,6 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
   cfg.eval_batch_size = 14  # views of a video straddle batches; the last batch is padded
   spec = views.PROTOCOL_VIEWS[protocol]
   acc, info = loop.predict_views(cfg, model, variables, mesh, spec, label=protocol)
-  result = loop.evaluate_views(cfg, model, variables, mesh, protocol=protocol)
 
   apply = jax.jit(lambda x: model.apply(variables, x, train=False))
   paths = sorted(os.path.join(coded_root, 'val', f) for f in os.listdir(
@@ -270,13 +269,16 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
   assert acc.video_ids().tolist() == [0, 1, 2, 3]
   assert acc.view_counts().tolist() == [spec.num_views] * 4
   np.testing.assert_allclose(acc.mean_probs(), hand, rtol=1e-4, atol=1e-6)
-  top1 = np.mean(np.argmax(hand, 1) == labels)
-  assert result['top1'] == pytest.approx(top1)
-  per_class = [np.mean((np.argmax(hand, 1) == labels)[labels == c]) for c in range(3)]
-  assert result['mean_class_accuracy'] == pytest.approx(np.mean(per_class))
-  assert result['top5'] == 1.0  # 3 classes
-  assert result['num_examples'] == 4 and result['num_views'] == 4 * spec.num_views
-  assert (result['crop_size'], result['short_side']) == (crop, 32) == (info['crop_size'], 32)
+  assert (info['crop_size'], info['short_side']) == (crop, 32)
+  if protocol == '30view':  # the metrics of evaluate_views are those of the averaged softmax
+    result = loop.evaluate_views(cfg, model, variables, mesh, protocol=protocol)
+    hits = np.argmax(hand, 1) == labels
+    assert result['top1'] == pytest.approx(hits.mean())
+    assert result['mean_class_accuracy'] == pytest.approx(
+        np.mean([hits[labels == c].mean() for c in range(3)]))
+    assert result['top5'] == 1.0  # 3 classes
+    assert result['num_examples'] == 4 and result['num_views'] == 4 * spec.num_views
+    assert (result['crop_size'], result['short_side']) == (crop, 32)
 
 
 def test_protocol_errors(tiny_model, coded_root):

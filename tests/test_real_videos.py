@@ -137,16 +137,21 @@ def test_layouts_resolve_real_files(root):
   np.testing.assert_array_equal(np.round((short.mean((1, 2, 3)) - 40) / 60), [0, 2, 1, 0])
 
 
-@pytest.fixture(scope='module')
-def trained(root, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('run'))
+def test_training_resume_and_30view_evaluation_with_broken_files(root, tmp_path):
+  """One test (one pytest-xdist worker trains once): (1) a run completes and its report lists
+  each broken input; (2) its checkpoint holds the grain iterator state and a run restarted from
+  the step-3 checkpoint is bit-identical; (3) evaluate.py --protocol=30view on 2 devices skips
+  and reports the broken validation video, and 2 processes x 1 device agree with it."""
+  reference = str(tmp_path / 'run')
   pipeline.reset_broken_files()
-  result = loop.train_and_evaluate(_config(root), workdir)
-  return workdir, result
+  result = loop.train_and_evaluate(_config(root), reference)
+  _check_training(reference, result)
+  _check_resume(reference, root, str(tmp_path / 'resumed'))
+  result = _check_evaluate(reference, root, str(tmp_path / 'eval'))
+  _check_two_processes(reference, root, str(tmp_path / 'eval_mp'), result)
 
 
-def test_training_completes_and_reports_each_broken_file(trained):
-  workdir, result = trained
+def _check_training(workdir, result):
   assert result['step'] == STEPS and not result['preempted']
   assert np.isfinite(result['train_loss']) and 0 <= result['eval_top1'] <= 1
   with open(os.path.join(workdir, 'broken_files_process0.json')) as f:
@@ -161,8 +166,7 @@ def test_training_completes_and_reports_each_broken_file(trained):
   assert pipeline.broken_files() == []  # flushed into the report
 
 
-def test_checkpoint_holds_the_grain_state_and_resume_is_bit_identical(trained, root, tmp_path):
-  reference, _ = trained
+def _check_resume(reference, root, workdir):
   with open(os.path.join(reference, 'checkpoints', '3', 'data', 'process_0-of-1.json')) as f:
     state = json.load(f)
   assert state['next_batch'] == 3 and 'grain' in state and state['fingerprint']['kind'] == 'train'
@@ -179,7 +183,6 @@ def test_checkpoint_holds_the_grain_state_and_resume_is_bit_identical(trained, r
     np.testing.assert_array_equal(got['label'], want['label'])
   it.close()
   # A run stopped after the step-3 checkpoint and restarted ends where the reference does.
-  workdir = str(tmp_path / 'resumed')
   shutil.copytree(reference, workdir)
   shutil.rmtree(os.path.join(workdir, 'checkpoints', str(STEPS)))
   os.remove(os.path.join(workdir, 'broken_files_process0.json'))
@@ -188,12 +191,10 @@ def test_checkpoint_holds_the_grain_state_and_resume_is_bit_identical(trained, r
   a, b = h.flat(h.load_params(reference, STEPS)), h.flat(h.load_params(workdir, STEPS))
   assert [k for k in a if not np.array_equal(a[k], b[k])] == []
   assert h.metrics_lines(workdir) == h.metrics_lines(reference)
+  pipeline.reset_broken_files()
 
 
-def test_evaluate_30view_on_two_devices_skips_and_reports_the_broken_video(trained, root,
-                                                                          tmp_path):
-  reference, _ = trained
-  workdir = str(tmp_path / 'eval')
+def _check_evaluate(reference, root, workdir):
   shutil.copytree(reference, workdir)
   os.remove(os.path.join(workdir, 'broken_files_process0.json'))
   cmd = [sys.executable, os.path.join(h.REPO, 'evaluate.py'), f'--config={_config_file(root)}',
@@ -204,6 +205,7 @@ def test_evaluate_30view_on_two_devices_skips_and_reports_the_broken_video(train
   assert result['num_devices'] == 2 and result['step'] == STEPS
   assert result['num_videos'] == 10 and result['num_examples'] == 9  # all but the zero-byte one
   assert result['num_videos_skipped'] == 1 and result['num_videos_partial_views'] == 0
+  # 10 videos x 30 views in batches of 8: the last batch is padded (masked rows).
   assert result['num_views'] == 9 * 30 and result['views_per_video'] == 30
   assert (result['crop_size'], result['short_side']) == (32, 32)
   assert 0 <= result['top1'] <= result['top5'] <= 1
@@ -211,4 +213,31 @@ def test_evaluate_30view_on_two_devices_skips_and_reports_the_broken_video(train
   with open(os.path.join(workdir, 'broken_files_process0.json')) as f:
     assert [os.path.basename(e['path']) for e in json.load(f)
             if e['split'] == 'val'] == [BROKEN_VAL]
+  return result
 
+
+def _check_two_processes(reference, root, workdir, single):
+  """jax.distributed over gloo: process p evaluates videos p::2 (5 each, one broken), both run
+  the same number of padded steps, and the summed counts equal the one-process result."""
+  shutil.copytree(os.path.join(reference, 'checkpoints'), os.path.join(workdir, 'checkpoints'))
+  port = h.free_port()
+  procs, logs = [], []
+  for i in range(2):
+    cmd = [sys.executable, os.path.join(h.REPO, 'evaluate.py'),
+           f'--config={_config_file(root)}', f'--workdir={workdir}', '--protocol=30view']
+    env = h.env_for(1, JAX_COORDINATOR_ADDRESS=f'127.0.0.1:{port}', JAX_NUM_PROCESSES='2',
+                    JAX_PROCESS_ID=str(i))
+    logs.append(os.path.join(workdir, f'process{i}.log'))
+    procs.append(h.start(cmd, env, logs[-1]))
+  for proc, log in zip(procs, logs):
+    assert proc.wait(timeout=300) == 0, open(log).read()[-4000:]
+  with open(os.path.join(workdir, 'eval_30view.json')) as f:
+    result = json.load(f)
+  assert result['num_devices'] == 2
+  for key in ('num_examples', 'num_views', 'num_videos_skipped', 'top1', 'top5',
+              'mean_class_accuracy'):
+    assert result[key] == pytest.approx(single[key], abs=1e-9), key
+  # The broken video is video 9: process 1's; process 0 met no broken input (no report).
+  assert not os.path.exists(os.path.join(workdir, 'broken_files_process0.json'))
+  with open(os.path.join(workdir, 'broken_files_process1.json')) as f:
+    assert [os.path.basename(e['path']) for e in json.load(f)] == [BROKEN_VAL]

@@ -297,7 +297,9 @@ def _sum_over_processes(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return sums
   keys = sorted(sums)
   flat = np.concatenate([np.atleast_1d(np.asarray(sums[k], np.float64)) for k in keys])
-  total = np.asarray(multihost_utils.process_allgather(flat)).sum(axis=0)
+  # Every sum is a count: gather int32 (exact; jax without x64 would make float64 float32).
+  gathered = multihost_utils.process_allgather(np.rint(flat).astype(np.int32))
+  total = np.asarray(gathered, np.int64).sum(axis=0).astype(np.float64)
   out, i = {}, 0
   for k in keys:
     n = np.atleast_1d(sums[k]).size
