@@ -15,6 +15,7 @@ demo: $(VENV_STAMP)
 	test -f $(DATA_DIR)/train.csv || $(PY) -m bat_jax.data.toy_video --out $(DATA_DIR)
 	$(PY) train.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
 	$(PY) evaluate.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR)
+	$(PY) evaluate.py --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR) --protocol=30view
 	$(PY) -m bat_jax.tools.visualize --config=configs/demo_toy_c2d_3dbat.py --workdir=$(DEMO_DIR) --config.data.root=$(DATA_DIR) --video=$(DATA_DIR)/val/red_up/red_up_val_0000.mp4 --out=$(DEMO_DIR)/attention
 
 $(VENV_STAMP): requirements.txt
