@@ -5,9 +5,18 @@
 conv2 of res2 {2}, res3 {1,3}, res4 {1,3,5}, res5 {1} is an RSA layer (L = 8 queries, 5x7x7
 kernel, D = dk = C/8, V+R kernel and context); those bottlenecks start with bn3 = 0. 174
 classes: 22,034,302 params, 35.88 GMACs (docs/rsa_tsm.md). Training (supplement §1; facts):
-batch 64, lr 0.02, 5 warm-up epochs then cosine, 50 epochs, momentum 0.9, wd 5e-4, label
-smoothing 0.1, dropout 0.3, grad-norm clip 100. Not expressible here yet: Nesterov momentum,
-stochastic depth 0.2, TSN segment sampling (``data.name`` has no Something-Something pipeline)."""
+batch 64, lr 0.02, 5 warm-up epochs then cosine, 50 epochs, SGD momentum 0.9 with Nesterov
+(``config.nesterov``), wd 5e-4, label smoothing 0.1, dropout 0.3 before the classifier,
+grad-norm clip 100; stochastic depth 0.2 (``config.model.stochastic_depth``: per-sample drop of
+each bottleneck's residual branch, rate rising linearly from 0 at the first of the 16 blocks to
+0.2 at the last, :mod:`bat_jax.models.regularizers`, as the released ``ops/ResNet.py``); TSN
+segment sampling (``data.sampling='segments'``: one random frame per each of the 8 equal
+segments in training, segment centres in evaluation; ``frame_stride`` unused); random horizontal
+flip except for classes whose name has the word 'left' or 'right' (``data.no_flip_keywords``;
+gives the released code's classes 86, 87, 93, 94, 166, 167). Not reproduced: the released
+multi-scale corner cropping (GroupMultiScaleCrop) and 240x320 frames; this uses the base scale
+jittering + random 224 crop. ``data.name`` needs the Something-Something pipeline
+(``bat_jax.data.something_something``)."""
 
 from configs import base_kinetics as base
 
@@ -27,4 +36,8 @@ def get_config():
   config.weight_decay = 5e-4
   config.label_smoothing = 0.1
   config.grad_clip_norm = 100.0
+  config.nesterov = True
+  config.model.stochastic_depth = 0.2
+  config.data.sampling = 'segments'
+  config.data.no_flip_keywords = ('left', 'right')
   return config

@@ -55,13 +55,27 @@ video come from the same process in consecutive rows (view ``v`` = clip ``v // n
 ``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
 train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
 (0-1 RGB; default ImageNet), random_flip (default True), train_split ('train'),
-eval_split ('val'), num_threads (per-worker read threads, default 2).
+eval_split ('val'), num_threads (per-worker read threads, default 2), sampling ('dense',
+default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN segment sampling,
+:func:`bat_jax.data.video.segment_indices`, as RSA on Something-Something) and no_flip_keywords
+(default (): training clips whose class name contains one of these words are never flipped,
+:func:`no_flip_classes`).
+
+No-flip rule (RSA supplement §1: "we do not flip videos of which action labels include 'left' or
+'right' words"). A class is flip-forbidden when one of its name's words (the name lower-cased and
+split at every non-alphanumeric character) equals a keyword, lower-cased. Whole words, not
+substrings: 'upright' does not match 'right'. With ('left', 'right') on the 174 sorted
+Something-Something V1 classes this gives the released code's fixed list (ops/transforms.py,
+``GroupRandomHorizontalFlip2``: classes 86, 87, 93, 94, 166, 167 = pulling / pushing something
+from left to right / right to left, turning the camera left / right while filming something).
+Other clips are flipped with p = 0.5 when ``random_flip`` is on.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import re
 import sys
 import threading
 from typing import Any, Callable, Sequence
@@ -70,11 +84,11 @@ import grain
 import numpy as np
 
 from bat_jax.data import kinetics
-from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, VideoDecodeError, eval_transform,
-                                train_transform)
+from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, VideoDecodeError,
+                                eval_transform, train_transform)
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
-           'reset_broken_files', 'train_position_order', 'eval_assignment']
+           'reset_broken_files', 'train_position_order', 'eval_assignment', 'no_flip_classes']
 
 _MAX_SUBSTITUTES = 16
 _STATE_VERSION = 1
@@ -240,9 +254,21 @@ def eval_assignment(num_videos: int, views: int, per_process_batch: int, process
 # ----------------------------------------------------------------------------------------
 
 
+def no_flip_classes(class_names: Sequence[str], keywords: Sequence[str]) -> frozenset[int]:
+  """Labels (indices into ``class_names``) whose name has a word equal to one of ``keywords``
+  (case-insensitive whole words; the name is split at non-alphanumeric characters)."""
+  words = {str(k).lower() for k in keywords}
+  if not words:
+    return frozenset()
+  return frozenset(i for i, name in enumerate(class_names)
+                   if words & set(re.split(r'[^0-9a-z]+', str(name).lower())))
+
+
 class _TrainLoad:
-  def __init__(self, paths: Sequence[str], labels: np.ndarray, seed: int, opts: dict):
+  def __init__(self, paths: Sequence[str], labels: np.ndarray, seed: int, opts: dict,
+               no_flip_labels: frozenset = frozenset()):
     self.paths, self.labels, self.seed, self.opts = tuple(paths), labels, seed, opts
+    self.no_flip_labels = frozenset(int(l) for l in no_flip_labels)
 
   def __call__(self, item):
     epoch, pos, rec = item
@@ -252,7 +278,10 @@ class _TrainLoad:
     for k in range(_MAX_SUBSTITUTES):
       r = (rec + k) % n
       try:
-        video = train_transform(self.paths[r], rng, **self.opts)
+        opts = self.opts
+        if int(self.labels[r]) in self.no_flip_labels:
+          opts = dict(opts, flip=False)
+        video = train_transform(self.paths[r], rng, **opts)
       except VideoDecodeError as e:
         broken.append((e.path, e.reason))
         continue
@@ -407,8 +436,16 @@ def _load_records(data_config, split: str) -> kinetics.Split:
   return sp
 
 
+def _sampling(data_config) -> str:
+  sampling = str(_get(data_config, 'sampling', 'dense') or 'dense')
+  if sampling not in SAMPLINGS:
+    raise ValueError(f'config.data.sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
+  return sampling
+
+
 def _common(data_config):
   return dict(num_frames=int(_require(data_config, 'num_frames')),
+              sampling=_sampling(data_config),
               stride=int(_require(data_config, 'frame_stride')),
               crop_size=int(_require(data_config, 'crop_size')),
               mean=tuple(float(x) for x in _get(data_config, 'mean', IMAGENET_MEAN)),
@@ -417,14 +454,16 @@ def _common(data_config):
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
-                        num_epochs: int | None = None, records=None) -> VideoIterator:
+                        num_epochs: int | None = None, records=None,
+                        class_names: Sequence[str] | None = None) -> VideoIterator:
   """Infinite (or ``num_epochs``-long) iterator of training batches for this process.
 
   Batches: {'video': float32 (B, T, crop, crop, 3) normalised, 'label': int32 (B,)} with
   ``B = global_batch_size // process_count``. Attributes: ``steps_per_epoch`` (global steps),
   ``num_examples``, ``class_names``, ``num_classes``, ``per_process_batch_size``, ``missing``
   (annotated videos without a file, see :class:`bat_jax.data.kinetics.Split`).
-  ``records`` (list of (path, label)) overrides the records from ``data_config.root``.
+  ``records`` (list of (path, label)) overrides the records from ``data_config.root``;
+  ``class_names`` then names their labels (needed for ``data_config.no_flip_keywords``).
   """
   _ensure_absl_flags_parsed()
   split_name = _get(data_config, 'train_split', 'train')
@@ -432,7 +471,13 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
     sp = _load_records(data_config, split_name)
     records, class_names, missing = sp.records, sp.class_names, sp.missing
   else:
-    class_names, missing = None, []
+    class_names = None if class_names is None else list(class_names)
+    missing = []
+  no_flip_keywords = tuple(_get(data_config, 'no_flip_keywords', ()) or ())
+  if no_flip_keywords and class_names is None:
+    raise ValueError('config.data.no_flip_keywords needs class names (pass class_names= with '
+                     'records=)')
+  no_flip = no_flip_classes(class_names, no_flip_keywords) if no_flip_keywords else frozenset()
   n = len(records)
   b = _split_process_batch(global_batch_size, process_count)
   steps = n // global_batch_size
@@ -448,7 +493,7 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   labels = np.asarray([l for _, l in records], np.int32)
   source = _TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
   ds = (grain.MapDataset.source(source)
-        .map(_TrainLoad(paths, labels, int(seed), opts))
+        .map(_TrainLoad(paths, labels, int(seed), opts, no_flip))
         .batch(b, drop_remainder=True, batch_fn=_collate))
   num_workers = int(_get(data_config, 'num_workers', 0) or 0)
   num_threads = int(_get(data_config, 'num_threads', 2) or 1)
@@ -458,7 +503,7 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   info = {'steps_per_epoch': steps, 'num_examples': n, 'class_names': class_names,
           'missing': missing,
           'num_classes': len(class_names) if class_names else None,
-          'per_process_batch_size': b}
+          'per_process_batch_size': b, 'no_flip_labels': tuple(sorted(no_flip))}
   return VideoIterator(_grain_builder(ds, num_workers, num_threads),
                        num_batches=None if num_epochs is None else num_epochs * steps,
                        num_workers=num_workers, split=split_name, fingerprint=fingerprint,

@@ -10,6 +10,11 @@ spread over the video (``start = k / (K - 1)`` as a fraction of the valid start 
 side to 256 and takes a centre crop, 3 crops along the long side (fully-convolutional 30-view
 testing) or 10 crops (4 corners + centre, x flip; 250-view testing).
 
+TSN segment sampling (``data.sampling='segments'``, RSA on Something-Something: supplement §1,
+released ``ops/dataset.py``): the video is split into ``num_frames`` equal segments and one frame
+is taken per segment, at a random offset in training and at the segment centre in evaluation
+(:func:`segment_indices`, :func:`decode_segments`); ``frame_stride`` is then unused.
+
 Too-short videos: a video with fewer frames than the clip window loops its frames (indices
 modulo its length, :func:`clip_indices`); a one-frame video gives a still clip. Broken files
 (missing, zero-byte, not a video, no decodable frame) raise :class:`VideoDecodeError`, which the
@@ -34,6 +39,10 @@ __all__ = [
     'VideoDecodeError',
     'decode_clip',
     'clip_indices',
+    'segment_indices',
+    'segment_offsets',
+    'decode_segments',
+    'SAMPLINGS',
     'write_video',
     'short_side_shape',
     'resize_short_side',
@@ -45,6 +54,8 @@ __all__ = [
     'train_transform',
     'eval_transform',
 ]
+
+SAMPLINGS = ('dense', 'segments')  # data.sampling
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -338,6 +349,104 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
     container.close()
 
 
+def segment_offsets(num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
+  """The random part of a training segment sample: ``num_frames`` uniforms in [0, 1).
+
+  Drawn once per clip, before the video's length is known, so a clip whose header frame count
+  turns out wrong (full-decode fallback) uses the same draws on the true length.
+  """
+  rng = np.random.default_rng() if rng is None else rng
+  return rng.random(int(num_frames))
+
+
+def segment_indices(num_video_frames: int, num_frames: int, offsets=None, *,
+                    clip_index: int = 0, num_clips: int = 1) -> np.ndarray:
+  """0-based frame indices of TSN segment sampling (sorted, one per segment).
+
+  Training (``offsets``: uniforms in [0, 1), :func:`segment_offsets`), with ``n`` video frames and
+  ``T = num_frames`` segments of ``d = n // T`` frames: frame ``i * d + floor(u_i * d)`` of
+  segment ``i`` (TSN's ``i * d + randint(d)``; the last ``n - T * d`` frames are never taken). A
+  video shorter than ``T`` takes ``floor((i + u_i) * n / T)`` (frames repeat; TSN would take
+  frame 0 ``T`` times).
+
+  Evaluation (``offsets=None``): the segment centres ``floor((2 i + 1) n / (2 T))``, TSN's
+  ``int(tick / 2 + tick * i)`` with ``tick = n / T`` in exact integer arithmetic, for every
+  ``n >= 1`` (TSN takes frame 0 ``T`` times when ``n <= T``). ``num_clips > 1`` (multi-view)
+  takes clip ``k`` at the fraction ``(k + 1/2) / K`` of each segment:
+  ``floor((2 K i + 2 k + 1) n / (2 K T))``, which is the centre for ``K = 1``.
+  """
+  n, t = int(num_video_frames), int(num_frames)
+  if n < 1 or t < 1:
+    raise ValueError(f'need >= 1 video frame and >= 1 segment, got {n}, {t}')
+  i = np.arange(t, dtype=np.int64)
+  if offsets is None:
+    k, kk = int(clip_index), int(num_clips)
+    if not 0 <= k < kk:
+      raise ValueError(f'clip_index {k} not in [0, {kk})')
+    return (2 * kk * i + 2 * k + 1) * n // (2 * kk * t)
+  u = np.asarray(offsets, np.float64)
+  if u.shape != (t,) or np.any(u < 0) or np.any(u >= 1):
+    raise ValueError(f'offsets must be {t} numbers in [0, 1), got {offsets!r}')
+  d = n // t
+  if d > 0:
+    return i * d + np.minimum(np.floor(u * d).astype(np.int64), d - 1)
+  return np.minimum(np.floor((i + u) * n / t).astype(np.int64), n - 1)
+
+
+def decode_segments(path, num_frames: int, rng: np.random.Generator | None = None, *,
+                    train: bool, clip_index: int = 0, num_clips: int = 1,
+                    short_side: int | None = None, thread_type: str | None = None) -> np.ndarray:
+  """Decodes a TSN segment-sampled clip (:func:`segment_indices`) as uint8 (T, H, W, 3) RGB.
+
+  ``train``: random offsets within the segments from ``rng``; otherwise the segment centres
+  (clip ``clip_index`` of ``num_clips``). Seeks as :func:`decode_clip` when the header holds a
+  frame count, else (or if the header was wrong) decodes everything and samples the frames that
+  decode. Raises :class:`VideoDecodeError` as :func:`decode_clip`.
+  """
+  if num_frames < 1:
+    raise ValueError(f'num_frames must be >= 1, got {num_frames}')
+  path = os.fspath(path)
+  offsets = segment_offsets(num_frames, rng) if train else None
+
+  def indices(n):
+    return segment_indices(n, num_frames, offsets, clip_index=clip_index, num_clips=num_clips)
+
+  container = _open(path)
+  try:
+    stream = container.streams.video[0]
+    if thread_type:
+      stream.thread_type = thread_type
+    h, w = stream.codec_context.height, stream.codec_context.width
+    out_hw = None
+    if short_side is not None and h > 0 and w > 0:
+      out_hw = short_side_shape(h, w, short_side)
+    fps, n_est = _stream_info(container, stream)
+    picked = None
+    if n_est >= 1 and fps > 0:
+      picked = _seek_decode(container, stream, indices(n_est), fps)
+    if picked is None:
+      container.close()
+      container = _open(path)
+      stream = container.streams.video[0]
+      if thread_type:
+        stream.thread_type = thread_type
+      frames = _decode_all(container, stream, path)
+      picked = [frames[i] for i in indices(len(frames))]
+    if out_hw is None and short_side is not None:
+      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
+    try:
+      arrays = [_to_rgb(f, out_hw) for f in picked]
+    except (av.FFmpegError, ValueError) as e:
+      raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
+    return np.stack(arrays)
+  except VideoDecodeError:
+    raise
+  except (av.FFmpegError, OSError) as e:
+    raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
+  finally:
+    container.close()
+
+
 # ----------------------------------------------------------------------------------------
 # Transforms on uint8 (T, H, W, C) clips.
 # ----------------------------------------------------------------------------------------
@@ -406,14 +515,21 @@ def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
 
 def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: int,
                     crop_size: int, short_side_range: Sequence[int], flip: bool = True,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling: str = 'dense') -> np.ndarray:
   """Decode a random clip; scale jitter (short side uniform in the inclusive range), random
-  crop, horizontal flip with p = 0.5, normalise -> float32 (T, crop, crop, 3)."""
+  crop, horizontal flip with p = 0.5 (none when ``flip`` is False), normalise -> float32
+  (T, crop, crop, 3). ``sampling``: ``'dense'`` (``num_frames`` x ``stride`` window) or
+  ``'segments'`` (TSN, random frame per segment; ``stride`` unused)."""
   lo, hi = int(short_side_range[0]), int(short_side_range[1])
   if lo < crop_size:
     raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
   short = int(rng.integers(lo, hi + 1))
-  clip = decode_clip(path, num_frames, stride, None, rng, short_side=short)
+  if sampling == 'segments':
+    clip = decode_segments(path, num_frames, rng, train=True, short_side=short)
+  elif sampling == 'dense':
+    clip = decode_clip(path, num_frames, stride, None, rng, short_side=short)
+  else:
+    raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
   clip = random_crop(clip, crop_size, rng)
   if flip and rng.random() < 0.5:
     clip = horizontal_flip(clip)
@@ -422,15 +538,25 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
 
 def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_side: int,
                    clip_index: int = 0, num_clips: int = 1, crop_index: int = 0,
-                   num_crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+                   num_crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   sampling: str = 'dense') -> np.ndarray:
   """Deterministic view: clip ``clip_index`` of ``num_clips`` (centre when 1) and crop
   ``crop_index`` of ``num_crops`` (centre when 1; 3: along the long side; 10: corners, centre and
-  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.evaluation.views`."""
+  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.evaluation.views`.
+  ``sampling='segments'``: TSN segment centres (clip ``k`` of ``K``: the fraction ``(k + 1/2) / K``
+  of every segment, :func:`segment_indices`) instead of a dense window."""
   if short_side < crop_size:
     raise ValueError(f'short side {short_side} smaller than the crop {crop_size}')
   if not 0 <= clip_index < num_clips:
     raise ValueError(f'clip_index {clip_index} not in [0, {num_clips})')
-  start = ('center' if num_clips == 1 else fractions.Fraction(int(clip_index), int(num_clips) - 1))
-  clip = decode_clip(path, num_frames, stride, start, short_side=short_side)
+  if sampling == 'segments':
+    clip = decode_segments(path, num_frames, train=False, clip_index=clip_index,
+                           num_clips=num_clips, short_side=short_side)
+  elif sampling == 'dense':
+    start = ('center' if num_clips == 1 else
+             fractions.Fraction(int(clip_index), int(num_clips) - 1))
+    clip = decode_clip(path, num_frames, stride, start, short_side=short_side)
+  else:
+    raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
   clip = spatial_crop(clip, crop_size, crop_index, num_crops)
   return normalize(clip, mean, std)

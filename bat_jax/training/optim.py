@@ -5,6 +5,8 @@
   each of ``lr_decay_epochs`` (ImageNet: 5 / (30, 60, 80); Kinetics: 0 / (40, 80));
 * ``schedule='cosine'``: linear warm-up, then cosine decay to 0 at the last step (Mini-Kinetics);
 * SGD with momentum (PyTorch's form: ``v = m v + g; p -= lr v``; optax's ``sgd`` is the same);
+  ``config.nesterov`` (default False; True in the RSA recipe): PyTorch's Nesterov form
+  ``v = m v + g; p -= lr (g + m v)``, optax's ``sgd(nesterov=True)`` (``g`` after weight decay);
 * weight decay is L2 added to the gradient before momentum, as PyTorch's ``weight_decay``, on
   ``'all'`` parameters (released image code) or only ``'conv_fc_weights'`` — every ``kernel`` of
   rank >= 2 — leaving BN scales/biases and biases undecayed (released video code);
