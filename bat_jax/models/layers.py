@@ -11,11 +11,24 @@ and it picks the cheapest XLA convolution for its kernel shape:
 
 XLA:CPU runs a ``(1,3,3)`` Conv3D train step 5.7x slower than the folded 2-D form (DEVELOPERS.md);
 the two are the same function, which ``tests/test_layers.py`` checks.
+
+Two more forms exist only for speed on XLA:CPU (docs/performance.md), with the same values:
+
+* ``t x 1 x 1`` kernels (``1x1x1`` included) have a custom VJP made of matrix products: the
+  forward is still one ``conv_general_dilated`` (so multiply-add counts from the jaxpr are
+  unchanged), the input gradient is ``sum_k shift_k(dy @ W_k^T)`` and the weight gradient
+  ``dW_k = shift_k(x)^T dy``, plain GEMMs. XLA:CPU's own transposed convolutions for these are 3-9x
+  slower and write the activations' gradients in a transposed layout first.
+* max pooling is a chain of ``where(v > m, v, m)`` over the window's strided slices, first maximum
+  winning as in ``reduce_window``'s gradient; its gradient is selects and pads instead of
+  XLA:CPU's scatter-based ``select_and_scatter`` (7x faster for the stem pool).
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -35,6 +48,60 @@ def _triple(v: int | Sequence[int]) -> tuple[int, int, int]:
   if len(v) != 3:
     raise ValueError(f'expected 3 values (t, h, w), got {v}')
   return v  # type: ignore[return-value]
+
+
+def _time_conv_lax(x: Array, kernel: Array, stride: int, pad: int) -> Array:
+  """``x (N, T, P, C)`` convolved along ``T`` with ``kernel (t, C, O)`` (stride, zero padding)."""
+  return jax.lax.conv_general_dilated(
+      x, kernel[:, None], (stride, 1), ((pad, pad), (0, 0)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def _time_slices(x: Array, kt: int, stride: int, pad: int) -> list[Array]:
+  """The ``kt`` inputs ``x_pad[:, k::stride]`` (``T_out`` frames each) a ``kt x 1 x 1`` kernel's taps
+  read, as ``(N * T_out * P, C)`` matrices."""
+  n, t, p, c = x.shape
+  if pad:
+    x = jnp.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)))
+  out_t = (t + 2 * pad - kt) // stride + 1
+  return [jax.lax.slice_in_dim(x, k, k + (out_t - 1) * stride + 1, stride, axis=1).reshape(-1, c)
+          for k in range(kt)]
+
+
+def _time_conv_dots(x: Array, kernel: Array, stride: int, pad: int) -> Array:
+  """The same function as ``_time_conv_lax`` written as ``sum_k x[k::stride] @ W_k``."""
+  n, t, p, _ = x.shape
+  kt = kernel.shape[0]
+  out_t = (t + 2 * pad - kt) // stride + 1
+  y = sum(xk @ kernel[k] for k, xk in enumerate(_time_slices(x, kt, stride, pad)))
+  return y.reshape(n, out_t, p, kernel.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def time_conv(x: Array, kernel: Array, stride: int, pad: int) -> Array:
+  """A ``t x 1 x 1`` convolution on ``(N, T, P, C)`` (``P`` positions): one ``conv_general_dilated``
+  forward; its gradients are ``dot`` s (see the module docstring)."""
+  return _time_conv_lax(x, kernel, stride, pad)
+
+
+def _time_conv_fwd(x: Array, kernel: Array, stride: int, pad: int):
+  return _time_conv_lax(x, kernel, stride, pad), (x, kernel)
+
+
+def _time_conv_bwd(stride: int, pad: int, residuals, dy: Array):
+  x, kernel = residuals
+  _, input_vjp = jax.vjp(lambda x: _time_conv_dots(x, kernel, stride, pad), x)
+  dx, = input_vjp(dy)
+  # dW_k = x_k^T dy: both operands keep their (positions, channels) layout, so XLA:CPU runs a
+  # transposed-lhs GEMM instead of materialising a transposed copy of dy.
+  dy = dy.reshape(-1, dy.shape[-1])
+  dkernel = jnp.stack([
+      jax.lax.dot_general(xk, dy, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+      for xk in _time_slices(x, kernel.shape[0], stride, pad)]).astype(kernel.dtype)
+  return dx, dkernel
+
+
+time_conv.defvjp(_time_conv_fwd, _time_conv_bwd)
 
 
 class Conv(nn.Module):
@@ -76,7 +143,13 @@ class Conv(nn.Module):
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
     n, t, h, w, _ = x.shape
-    if kt == 1 and st == 1 and pt == 0:
+    if kh == 1 and kw == 1 and ph == 0 and pw == 0 and g == 1:
+      if sh > 1 or sw > 1:  # projection shortcut: a 1x1 conv reads every sh-th row, sw-th column
+        x = x[:, :, ::sh, ::sw]
+        h, w = x.shape[2], x.shape[3]
+      y = time_conv(x.reshape(n, t, h * w, in_features), kernel[:, 0, 0], st, pt)
+      y = y.reshape(n, y.shape[1], h, w, self.features)
+    elif kt == 1 and st == 1 and pt == 0:
       y = jax.lax.conv_general_dilated(
           x.reshape(n * t, h, w, in_features), kernel[0], (sh, sw), ((ph, ph), (pw, pw)),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=g)
@@ -108,16 +181,35 @@ def batch_norm(train: bool, *, zero_init: bool = False, name: str | None = None,
       scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones, name=name)
 
 
+def _max_pool_2d(x: Array, window: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int]) -> Array:
+  """Max pooling of ``(B, H, W, C)`` over axes 1, 2 (pads are -inf), as a chain of selects over the
+  window's strided slices in row-major order; on ties the first position wins (the one
+  ``reduce_window``'s gradient picks), so values and gradients equal ``nn.max_pool``'s."""
+  (kh, kw), (sh, sw), (ph, pw) = window, stride, padding
+  n, h, w, c = x.shape
+  if ph or pw:
+    x = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=-jnp.inf)
+  out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+  y = None
+  for i in range(kh):
+    for j in range(kw):
+      v = jax.lax.slice(x, (0, i, j, 0), (n, i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1, c),
+                        (1, sh, sw, 1))
+      y = v if y is None else jnp.where(v > y, v, y)
+  return y
+
+
 def max_pool_hw(x: Array, window: int, stride: int, padding: int) -> Array:
   """Spatial max pooling per frame of ``(N, T, H, W, C)`` (PyTorch padding semantics: pads are -inf)."""
   n, t, h, w, c = x.shape
-  y = nn.max_pool(x.reshape(n * t, h, w, c), (window, window), (stride, stride),
-                  ((padding, padding), (padding, padding)))
+  y = _max_pool_2d(x.reshape(n * t, h, w, c), (window, window), (stride, stride),
+                   (padding, padding))
   return y.reshape(n, t, *y.shape[1:])
 
 
 def max_pool_time(x: Array, window: int, stride: int) -> Array:
   """Temporal max pooling of ``(N, T, H, W, C)`` without padding (the video models' pool2)."""
   n, t, h, w, c = x.shape
-  y = nn.max_pool(x.reshape(n, t, h * w, c), (window, 1), (stride, 1))
+  y = _max_pool_2d(x.reshape(n, t, h * w, c), (window, 1), (stride, 1), (0, 0))
   return y.reshape(n, y.shape[1], h, w, c)
