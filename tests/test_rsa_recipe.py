@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from bat_jax import build_model
 from bat_jax.data import pipeline
 from bat_jax.data import video as video_lib
 from bat_jax.models import regularizers
@@ -239,3 +240,20 @@ def test_rsa_config_fields():
   assert (c.label_smoothing, c.model.dropout_rate, c.grad_clip_norm) == (0.1, 0.3, 100.0)
   assert (c.weight_decay, c.base_learning_rate, c.global_batch_size) == (5e-4, 0.02, 64)
   assert (c.schedule, c.warmup_epochs, c.num_epochs) == ('cosine', 5, 50)
+
+
+def test_stochastic_depth_drops_whole_residual_branches_in_the_model():
+  """model.stochastic_depth: in training some clips skip a block's branch entirely (the block
+  is then ReLU(shortcut)); in eval nothing is dropped."""
+  cfg = dict(name='resnet18', num_classes=3, width=4, stochastic_depth=0.9)
+  model = build_model(ml_collections.ConfigDict(cfg))
+  plain = build_model(ml_collections.ConfigDict({**cfg, 'stochastic_depth': 0.0}))
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16, 16, 3)), jnp.float32)
+  variables = model.init(jax.random.key(0), x)
+  np.testing.assert_allclose(model.apply(variables, x), plain.apply(variables, x), rtol=1e-6)
+  outs = [model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)},
+                      mutable=['batch_stats'])[0] for s in range(3)]
+  ref, _ = plain.apply(variables, x, train=True, rngs={'dropout': jax.random.key(0)},
+                       mutable=['batch_stats'])
+  assert all(not np.allclose(o, ref) for o in outs)
+  assert not np.allclose(outs[0], outs[1])

@@ -216,6 +216,7 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
       insert_kwargs=block_cfg,
       insert_name=block_type,
       dropout_rate=float(cfg.get('dropout_rate', 0.0)),
+      stochastic_depth=float(cfg.get('stochastic_depth', 0.0)),
       zero_init_residual=zero_init_residual,
       remat_stages=tuple(cfg.get('remat_stages', ())),
       dtype=_DTYPES[dtype],

@@ -36,6 +36,7 @@ from flax.core import lift
 from flax.linen import transforms as nn_transforms
 
 from bat_jax.models.layers import Conv, batch_norm, max_pool_hw, max_pool_time
+from bat_jax.models.regularizers import drop_path, stochastic_depth_rates
 from bat_jax.ops.tsm import temporal_shift
 
 Array = jax.Array
@@ -166,6 +167,8 @@ class _ResidualBlock(nn.Module):
     shift_fold_div: TSM's residual shift (``place='blockres'``): ``temporal_shift(., fold_div)``
       on the input of conv1 inside the branch; the shortcut reads the unshifted input (0: none;
       8 in TSM).
+    drop_path_rate: stochastic depth: the whole branch of a clip is dropped with this probability
+      in training (kept branches scaled by ``1 / (1 - rate)``), as the released RSA code.
   """
   features: int
   strides: int = 1
@@ -174,6 +177,7 @@ class _ResidualBlock(nn.Module):
   preact: bool = False
   se_reduction: int = 0
   shift_fold_div: int = 0
+  drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
   expansion = 1
 
@@ -209,6 +213,8 @@ class _ResidualBlock(nn.Module):
         shortcut = batch_norm(train, name='downsample_bn', dtype=self.dtype)(shortcut)
     if self.se_reduction:
       y = SqueezeExcite(self.se_reduction, dtype=self.dtype, name='se')(y)
+    if self.drop_path_rate and train:
+      y = drop_path(y, self.drop_path_rate, self.make_rng('dropout'), deterministic=False)
     y = y + shortcut
     return y if self.preact else nn.relu(y)
 
@@ -299,6 +305,8 @@ class ResNet(nn.Module):
     insert_kwargs: its fields.
     insert_name: prefix of inserted blocks' names (``'bat'`` gives ``res3_bat1``).
     dropout_rate: dropout before the classifier.
+    stochastic_depth: drop rate of the last residual block's branch; earlier blocks get linearly
+      less, the first none (RSA recipe: 0.2).
     zero_init_residual: start each residual branch's last BN scale at 0 (off in the papers' runs).
     remat_stages: stages whose residual and inserted blocks are rematerialised in the backward pass
       (:func:`remat_module`: only each block's input is kept; its activations are recomputed).
@@ -325,6 +333,7 @@ class ResNet(nn.Module):
   insert_kwargs: Mapping[str, Any] | None = None
   insert_name: str = 'block'
   dropout_rate: float = 0.0
+  stochastic_depth: float = 0.0
   zero_init_residual: bool = False
   remat_stages: Sequence[str] = ()
   dtype: Any = jnp.float32
@@ -361,6 +370,7 @@ class ResNet(nn.Module):
     block_kwargs = self._residual_kwargs()
     insertions = dict(self.insertions or {})
     replaced = dict(self.conv2_positions or {}) if self.conv2_module is not None else {}
+    drop_rates = iter(stochastic_depth_rates(self.stochastic_depth, sum(self.stage_sizes)))
     for stage, num_blocks in enumerate(self.stage_sizes):
       stage_name = self.stage_names[stage]
       remat = stage_name in self.remat_stages
@@ -372,8 +382,8 @@ class ResNet(nn.Module):
         extra = (dict(conv2_module=self.conv2_module, conv2_kwargs=self.conv2_kwargs)
                  if i in replaced.get(stage_name, ()) else {})
         x = residual(self.width * 2**stage, strides=2 if (stage > 0 and i == 0) else 1,
-                     temporal_kernel=tks[i], **block_kwargs, **extra,
-                     name=f'{stage_name}_block{i}')(x, train)
+                     temporal_kernel=tks[i], drop_path_rate=next(drop_rates), **block_kwargs,
+                     **extra, name=f'{stage_name}_block{i}')(x, train)
         if i in insertions.get(stage_name, ()):
           x = inserted(**(self.insert_kwargs or {}), dtype=self.dtype,
                        name=f'{stage_name}_{self.insert_name}{i}')(x, train)
