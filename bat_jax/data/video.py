@@ -20,6 +20,11 @@ modulo its length, :func:`clip_indices`); a one-frame video gives a still clip. 
 (missing, zero-byte, not a video, no decodable frame) raise :class:`VideoDecodeError`, which the
 pipeline turns into a substitution (training) or a masked view (evaluation) and a report entry.
 
+Frame folders: ``path`` may also be a directory of frame images (``00001.jpg``, ...; the
+Something-Something V1 layout): :func:`decode_clip` and :func:`decode_segments` then count the
+files as the video's frames and read the picked ones with PIL, with the same index logic; a
+folder without frame images raises :class:`VideoDecodeError` (a missing one as a missing file).
+
 Nothing here imports JAX: these functions run in grain worker processes.
 """
 
@@ -272,13 +277,57 @@ def _decode_all(container, stream, path) -> list:
   return frames  # with a damaged tail: the frames before the damage
 
 
+FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+
+def _frame_key(name: str):
+  stem = os.path.splitext(name)[0]
+  return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+def _frame_files(folder: str) -> list[str]:
+  """The frame images of a frame folder in frame order (numeric file stems: ``00001.jpg``, ...;
+  other names after them, sorted). Raises :class:`VideoDecodeError` if there are none."""
+  try:
+    names = [e.name for e in os.scandir(folder)
+             if e.is_file() and os.path.splitext(e.name)[1].lower() in FRAME_EXTENSIONS]
+  except OSError as e:
+    raise VideoDecodeError(folder, f'cannot list frame folder ({type(e).__name__}: {e})') from None
+  if not names:
+    raise VideoDecodeError(folder, 'frame folder has no frame images')
+  return [os.path.join(folder, n) for n in sorted(names, key=_frame_key)]
+
+
+def _read_frames(folder: str, files: Sequence[str], indices, short_side: int | None) -> np.ndarray:
+  """Frames ``indices`` of a frame folder (PIL, RGB; bilinear resize to ``short_side``)."""
+  cache: dict[int, np.ndarray] = {}
+  out = []
+  for i in (int(i) for i in indices):
+    if i not in cache:
+      try:
+        with Image.open(files[i]) as im:
+          im = im.convert('RGB')
+          if short_side is not None:
+            nh, nw = short_side_shape(im.height, im.width, short_side)
+            if (nh, nw) != (im.height, im.width):
+              im = im.resize((nw, nh), Image.BILINEAR)
+          cache[i] = np.asarray(im, dtype=np.uint8)
+      except (OSError, ValueError, SyntaxError) as e:
+        raise VideoDecodeError(folder, f'cannot read frame {files[i]} '
+                                       f'({type(e).__name__}: {e})') from None
+    out.append(cache[i])
+  if any(a.shape != out[0].shape for a in out):
+    raise VideoDecodeError(folder, 'frames of different sizes')
+  return np.stack(out)
+
+
 def decode_clip(path, num_frames: int, stride: int, start=None,
                 rng: np.random.Generator | None = None, *, short_side: int | None = None,
                 thread_type: str | None = None) -> np.ndarray:
   """Decodes a clip of ``num_frames`` frames, ``stride`` frames apart, as uint8 (T, H, W, 3) RGB.
 
   Args:
-    path: video file.
+    path: video file, or a folder of frame images (see the module docstring).
     num_frames, stride: clip length and frame stride (window ``(num_frames - 1) * stride + 1``).
     start: where the window starts among the valid starts ``[0, n - window]``:
       ``None`` = uniformly at random from ``rng`` (training); ``'center'`` = the middle;
@@ -310,6 +359,10 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
   spec = _start_fraction(start, rng)
   is_random = start is None
   window = (num_frames - 1) * stride + 1
+  if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
+    files = _frame_files(path)
+    s = _pick_start(spec, len(files) - window, is_random)
+    return _read_frames(path, files, clip_indices(len(files), num_frames, stride, s), short_side)
   container = _open(path)
   try:
     stream = container.streams.video[0]
@@ -411,6 +464,9 @@ def decode_segments(path, num_frames: int, rng: np.random.Generator | None = Non
   def indices(n):
     return segment_indices(n, num_frames, offsets, clip_index=clip_index, num_clips=num_clips)
 
+  if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
+    files = _frame_files(path)
+    return _read_frames(path, files, indices(len(files)), short_side)
   container = _open(path)
   try:
     stream = container.streams.video[0]
