@@ -15,8 +15,8 @@ segments in training, segment centres in evaluation; ``frame_stride`` unused); r
 flip except for classes whose name has the word 'left' or 'right' (``data.no_flip_keywords``;
 gives the released code's classes 86, 87, 93, 94, 166, 167). Not reproduced: the released
 multi-scale corner cropping (GroupMultiScaleCrop) and 240x320 frames; this uses the base scale
-jittering + random 224 crop. ``data.name`` needs the Something-Something pipeline
-(``bat_jax.data.something_something``)."""
+jittering + random 224 crop. Data: the JPEG frame folders and CSVs of the official release
+(``bat_jax.data.something_something``, ``data.root``)."""
 
 from configs import base_kinetics as base
 
