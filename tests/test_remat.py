@@ -2,8 +2,11 @@
 changes memory, not the function: same parameters, outputs, BN statistics and gradients.
 
 Tolerance: the rematerialised program recomputes the same operations, but XLA may fuse them
-differently, so float32 results agree to rounding: outputs, statistics and gradients within
-``rtol=1e-5`` of the largest entry of each array (``atol = 1e-5 * max|x|``).
+differently, so float32 results agree to rounding: outputs and statistics within ``1e-5`` of the
+largest entry of each array; gradients within ``1e-5`` of the largest entry of each array or of
+the largest gradient entry of the model, whichever is larger (a conv bias right before a
+train-mode BN has an exactly-zero true gradient: its float32 value is rounding noise, ~1e-6,
+that differs between any two compilations).
 """
 
 import jax
@@ -31,14 +34,15 @@ def small_config(block: str, remat_stages=(), frames: int = 4, size: int = 32):
       remat_stages=tuple(remat_stages)))
 
 
-def _assert_trees_close(a, b, rtol=1e-5):
-  flat_a, tree_a = jax.tree.flatten_with_path(a)
-  flat_b, tree_b = jax.tree.flatten_with_path(b)
+def _assert_trees_close(a, b, rtol=1e-5, global_scale=False):
+  flat_a, _ = jax.tree.flatten_with_path(a)
+  flat_b, _ = jax.tree.flatten_with_path(b)
   assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
+  largest = max(float(np.max(np.abs(np.asarray(y)))) for _, y in flat_b)
   for (path, x), (_, y) in zip(flat_a, flat_b):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     assert x.shape == y.shape, path
-    scale = max(np.max(np.abs(y)), 1e-30)
+    scale = max(np.max(np.abs(y)), largest if global_scale else 0.0, 1e-30)
     np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * scale,
                                err_msg=jax.tree_util.keystr(path))
 
@@ -75,7 +79,7 @@ def test_remat_same_params_outputs_stats_and_gradients(block, remat):
   np.testing.assert_allclose(float(loss1), float(loss0), rtol=1e-5)
   _assert_trees_close(logits1, logits0)
   _assert_trees_close(stats1, stats0)
-  _assert_trees_close(grads1, grads0)
+  _assert_trees_close(grads1, grads0, global_scale=True)
   assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads1))
 
   # Inference too (remat only matters under differentiation, but the module path changes).

@@ -75,7 +75,7 @@ class TransformPredictor(nn.Module):
   def __call__(self, x: Array, train: bool) -> tuple[Array, Array, Array | None]:
     n, t, h, w, _ = x.shape
     f = Conv(self.groups, use_bias=True, dtype=self.dtype, name='conv')(x)
-    f = nn.relu(batch_norm(train, name='bn', dtype=self.dtype)(f))
+    f = batch_norm(train, name='bn', dtype=self.dtype, relu=True)(f)
     rows, cols = bilinear.row_column_pool(f.reshape(n * t, h, w, self.groups),
                                           *self.layout_h, *self.layout_w)
     p = WindowPredictor(self.sizes[0], self.groups, -1, self.normalization, self.dtype,
@@ -156,13 +156,13 @@ class BATBlock(nn.Module):
     n, t, h, w, d = x.shape
     c = d // self.reduction
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv1')(x)
-    y = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(y))
+    y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(y)
     if self.groups:
       y = self._transform(y, train)
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv2')(y)
-    y = nn.relu(batch_norm(train, name='bn2', dtype=self.dtype)(y))
+    y = batch_norm(train, name='bn2', dtype=self.dtype, relu=True)(y)
     y = Conv(d, use_bias=True, dtype=self.dtype, name='conv3')(y)
-    y = nn.relu(batch_norm(train, name='bn3', dtype=self.dtype)(y))
+    y = batch_norm(train, name='bn3', dtype=self.dtype, relu=True)(y)
     y = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(y)
     return x + y
 

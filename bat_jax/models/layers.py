@@ -169,16 +169,118 @@ class Conv(nn.Module):
     return y
 
 
+def _bn_normalize(x: Array, mean: Array, var: Array, scale: Array, bias: Array,
+                  epsilon: float) -> Array:
+  """flax's ``_normalize`` expression, operation for operation (so outputs are identical)."""
+  mul = jax.lax.rsqrt(var + epsilon) * scale
+  return (x - mean) * mul + bias
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _bn_train(x: Array, scale: Array, bias: Array, epsilon: float, relu: bool
+              ) -> tuple[Array, Array, Array]:
+  """Training-mode BatchNorm over all axes but the last: ``(act(y), mean, var)`` in float32.
+
+  The statistics are flax's (``use_fast_variance``: ``var = max(0, E[x^2] - E[x]^2)``,
+  reductions in float32). The hand-written VJP needs only ``x`` and the statistics: the
+  backward pass is two reductions (``sum dy``, ``sum dy (x - mean)``) and one elementwise pass,
+  with the ReLU mask recomputed from ``x`` (no stored pre-activation).
+  """
+  return _bn_train_fwd(x, scale, bias, epsilon, relu)[0]
+
+
+def _bn_stats(x: Array) -> tuple[Array, Array, Array]:
+  axes = tuple(range(x.ndim - 1))
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axes)
+  raw_var = jnp.mean(jnp.square(x32), axes) - jnp.square(mean)
+  return mean, jnp.maximum(0.0, raw_var), raw_var
+
+
+def _bn_train_fwd(x, scale, bias, epsilon, relu):
+  mean, var, raw_var = _bn_stats(x)
+  y = _bn_normalize(x, mean, var, scale, bias, epsilon)
+  if relu:
+    y = jnp.maximum(y, 0.0)
+  return (y, mean, var), (x, scale, bias, mean, var, raw_var)
+
+
+def _bn_train_bwd(epsilon, relu, residuals, cotangents):
+  x, scale, bias, mean, var, raw_var = residuals
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(x.ndim - 1))
+  n = x.size // x.shape[-1]
+  xc = x.astype(jnp.float32) - mean
+  r = jax.lax.rsqrt(var + epsilon)
+  dy = dy.astype(jnp.float32)
+  if relu:  # d relu(y) = dy * (y > 0), y recomputed (jax.nn.relu's gradient is 0 at 0)
+    dy = jnp.where(xc * (r * scale) + bias > 0, dy, 0.0)
+  sum_dy = jnp.sum(dy, axes)
+  sum_dy_xc = jnp.sum(dy * xc, axes)
+  dscale = sum_dy_xc * r
+  dbias = sum_dy
+  # d/dx of (x - mean) * r * scale + bias through x, mean and var (var' = 2 (x - mean) / n
+  # where var was not clipped at 0), plus the statistics' own cotangents.
+  dvar_total = jnp.where(raw_var > 0, dvar - 0.5 * sum_dy_xc * scale * r**3, 0.0)
+  dmean_total = dmean - sum_dy * (r * scale)
+  dx = dy * (r * scale) + dmean_total / n + xc * (2.0 * dvar_total / n)
+  return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+_CUSTOM_BN_VJP = True  # False: differentiate BatchNorm by autodiff (same values; for A/B timing)
+
+
+class BatchNorm(nn.Module):
+  """flax ``nn.BatchNorm`` over the last axis — same fields that we use, the same parameters
+  (``scale``, ``bias``), statistics (``batch_stats/mean``, ``var``), update rule and outputs —
+  with a faster gradient in training mode (:func:`_bn_train`) and an optional fused ReLU.
+
+  Statistics and the normalisation are float32 whatever ``dtype`` (the output's) is.
+  """
+  use_running_average: bool = False
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+  scale_init: Any = nn.initializers.ones
+  bias_init: Any = nn.initializers.zeros
+  relu: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = (x.shape[-1],)
+    ra_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32), features)
+    ra_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32), features)
+    scale = self.param('scale', self.scale_init, features, jnp.float32)
+    bias = self.param('bias', self.bias_init, features, jnp.float32)
+    if self.use_running_average:
+      y = _bn_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
+      y = jnp.maximum(y, 0.0) if self.relu else y
+    else:
+      if _CUSTOM_BN_VJP:
+        y, mean, var = _bn_train(x, scale, bias, self.epsilon, self.relu)
+      else:  # plain autodiff of the same expressions (for A/B comparisons)
+        (y, mean, var), _ = _bn_train_fwd(x, scale, bias, self.epsilon, self.relu)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y.astype(self.dtype)
+
+
 def batch_norm(train: bool, *, zero_init: bool = False, name: str | None = None,
-               dtype: Dtype = jnp.float32) -> nn.BatchNorm:
+               dtype: Dtype = jnp.float32, relu: bool = False) -> BatchNorm:
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
 
   Under ``jax.jit`` over a device mesh the batch statistics are those of the global batch.
   ``zero_init`` starts the scale at 0 (the NL and SNL blocks' last BN, so a new block is an identity).
+  ``relu``: apply ReLU to the output (fused into the BN's forward and backward).
   """
-  return nn.BatchNorm(
+  return BatchNorm(
       use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-      scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones, name=name)
+      scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones, relu=relu,
+      name=name)
 
 
 def _max_pool_2d(x: Array, window: tuple[int, int], stride: tuple[int, int],

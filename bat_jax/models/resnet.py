@@ -191,13 +191,13 @@ class _ResidualBlock(nn.Module):
     project = self.strides != 1 or x.shape[-1] != out
     shortcut = x
     if self.preact:
-      y = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+      y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
       if project:
         shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
                         name='downsample_conv')(y)
       for i, conv in enumerate(convs, 1):
         if i > 1:
-          y = nn.relu(batch_norm(train, name=f'bn{i}', dtype=self.dtype)(y))
+          y = batch_norm(train, name=f'bn{i}', dtype=self.dtype, relu=True)(y)
         y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
     else:
       y = x
@@ -205,8 +205,7 @@ class _ResidualBlock(nn.Module):
         y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
         last = i == len(convs)
         y = batch_norm(train, zero_init=last and self._zero_init_last(), name=f'bn{i}',
-                       dtype=self.dtype)(y)
-        y = y if last else nn.relu(y)
+                       dtype=self.dtype, relu=not last)(y)
       if project:
         shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
                         name='downsample_conv')(x)
@@ -358,12 +357,12 @@ class ResNet(nn.Module):
     if self.stem == 'imagenet':
       x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
                name='conv1')(x)
-      x = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+      x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
       x = max_pool_hw(x, 3, 2, 1)
     elif self.stem == 'cifar':
       x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
       if not self.preact:
-        x = nn.relu(batch_norm(train, name='bn1', dtype=self.dtype)(x))
+        x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
     else:
       raise ValueError(f'stem={self.stem!r}; allowed: {STEMS}')
     residual_cls = RESIDUAL_BLOCKS[self.residual_block]
@@ -390,7 +389,7 @@ class ResNet(nn.Module):
       if stage == 0 and self.temporal_pool:
         x = max_pool_time(x, 2, 2)
     if self.preact:
-      x = nn.relu(batch_norm(train, name='final_bn', dtype=self.dtype)(x))
+      x = batch_norm(train, name='final_bn', dtype=self.dtype, relu=True)(x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), name='fc')(x)
