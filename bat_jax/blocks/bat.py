@@ -174,14 +174,13 @@ class BATBlock(nn.Module):
     p, q, tmat = TransformPredictor(
         self.groups, (s_h, s_w), layout_h, layout_w, self.temporal_groups, self.temporal_size,
         layout_t, self.normalization, self.dtype, name='predictor')(y, train)
-    frames = y.reshape(n * t, h, w, c)
     if self.matrix == 'downsample':
-      out = bilinear.downsample_transform(frames, p, q, *layout_h, *layout_w)
+      out = bilinear.downsample_transform(y.reshape(n * t, h, w, c), p, q, *layout_h, *layout_w)
+      out = out.reshape(n, t, h, w, c)
+      if tmat is not None:
+        out = bilinear.temporal_transform(out, tmat, layout_t[1])
     else:
-      out = bilinear.block_transform(frames, p, q, layout_h[1], layout_w[1])
-    out = out.reshape(n, t, h, w, c)
-    if tmat is not None:
-      out = bilinear.temporal_transform(out, tmat, layout_t[1])
+      out = bilinear.bat_transform(y, p, q, tmat, layout_h[1], layout_w[1], layout_t[1])
     if self.is_mutable_collection('intermediates'):
       full = lambda m, b, length: bilinear.resize_matrix(m, b, length)  # noqa: E731
       self.sow('intermediates', 'P', full(p, layout_h[1], h).reshape(n, t, *p.shape[1:2], h, h))

@@ -157,6 +157,55 @@ def temporal_transform(y: Array, t: Array, b_t: int) -> Array:
   return z.reshape(bsz, n_t * b_t, h, w, c)[:, :length]
 
 
+def bat_transform(y: Array, p: Array, q: Array, t: Array | None, b_h: int, b_w: int,
+                  b_t: int = 1) -> Array:
+  """The whole BA-transform of a clip: ``block_transform`` on every frame, then (``t`` given)
+  ``temporal_transform``; the same function, computed in a group-major layout.
+
+  ``y (N, T, H, W, C)``; ``p (N*T, k, n_h, n_h)``, ``q (N*T, k, n_w, n_w)`` per frame;
+  ``t (N, tk, n_t, n_t)`` or None. The channels are transposed once to ``(N, k, T, H, W, C/k)`` and
+  back once at the end; in between each side is one batched matmul whose batch dimensions lead and
+  whose contracted cell index is adjacent to them, so XLA runs it with no transposes:
+
+  * P: batch ``(N, k, T)``, contracts ``n_h`` against ``(b_h * W * C/k)`` rows;
+  * Q: batch ``(N, k, T, H)`` (Q broadcast over the ``H`` rows, ``k * T * H * n_w^2`` values),
+    contracts ``n_w`` against ``(b_w * C/k)``;
+  * T: batch ``(N, tk, k/tk)`` (T broadcast over the ``k/tk`` spatial groups of a temporal group),
+    contracts ``n_t`` against ``(b_t * H * W * C/k)``.
+
+  The per-channel formulation (``block_transform``) needs a transpose on each side of each of its
+  three contractions (``jnp.einsum`` moves the group axis next to the batch axis and back); this
+  one is 2x faster forward on CPU. Multiply-adds are identical.
+  """
+  n, length, h, w, c = y.shape
+  k, n_h, n_w = p.shape[1], p.shape[-1], q.shape[-1]
+  if c % k:
+    raise ValueError(f'{c} channels do not split into {k} groups')
+  tk = t.shape[1] if t is not None else 0
+  if tk and (c % tk or k % tk):  # temporal groups that cut spatial groups: per-channel form
+    frames = block_transform(y.reshape(n * length, h, w, c), p, q, b_h, b_w)
+    return temporal_transform(frames.reshape(n, length, h, w, c), t, b_t)
+  cg = c // k
+  hp, wp = n_h * b_h, n_w * b_w
+  z = y.reshape(n, length, h, w, k, cg).transpose(0, 4, 1, 2, 3, 5)  # (N, k, T, H, W, C/k)
+  z = _pad_axis(_pad_axis(z, 3, hp), 4, wp)
+  pm = p.reshape(n, length, k, n_h, n_h).transpose(0, 2, 1, 3, 4).astype(z.dtype)
+  qm = q.reshape(n, length, k, n_w, n_w).transpose(0, 2, 1, 4, 3).astype(z.dtype)  # (.., l, v)
+  z = jax.lax.dot_general(pm, z.reshape(n, k, length, n_h, b_h * wp * cg),
+                          (((4,), (3,)), ((0, 1, 2), (0, 1, 2))))
+  z = z.reshape(n, k, length, hp, n_w, b_w * cg)
+  qm = jnp.broadcast_to(qm[:, :, :, None], (n, k, length, hp, n_w, n_w))
+  z = jax.lax.dot_general(qm, z, (((5,), (4,)), ((0, 1, 2, 3), (0, 1, 2, 3))))
+  z = z.reshape(n, k, length, hp, wp, cg)[:, :, :, :h, :w]
+  if tk:
+    n_t = t.shape[-1]
+    z = _pad_axis(z, 2, n_t * b_t).reshape(n, tk, k // tk, n_t, b_t * h * w * cg)
+    tm = jnp.broadcast_to(t.astype(z.dtype)[:, :, None], (n, tk, k // tk, n_t, n_t))
+    z = jax.lax.dot_general(tm, z, (((4,), (3,)), ((0, 1, 2), (0, 1, 2))))
+    z = z.reshape(n, k, n_t * b_t, h, w, cg)[:, :, :length]
+  return z.transpose(0, 2, 3, 4, 1, 5).reshape(n, length, h, w, c)
+
+
 def resize_matrix(m: Array, b: int, length: int) -> Array:
   """The full-resolution matrix ``kron(m, I_b)`` cropped to ``length`` (Figure 3); for tools only."""
   eye = jnp.eye(b, dtype=m.dtype)
