@@ -6,7 +6,7 @@ DEMO_DIR ?= workdirs/demo
 DATA_DIR ?= data/toy_video
 JOBS ?= 2
 
-.PHONY: demo test venv venv-torch clean
+.PHONY: demo test venv venv-torch venv-bench-peer clean
 
 # The demo: toy videos (real mp4s in the Kinetics layout), C2D + 3D-BAT trained on this CPU, evaluated.
 # Re-running resumes the run in $(DEMO_DIR) (nothing left to do if it finished): `make clean` first
@@ -37,6 +37,17 @@ $(TORCH_STAMP): requirements-torch.txt
 	touch $(TORCH_STAMP)
 
 venv-torch: $(TORCH_STAMP)
+
+# The PyTorch peer of benchmarks/models.py (torch 2.13.0, CPU build): `make venv-bench-peer`.
+PEER_PY := .venv-bench-peer/bin/python
+PEER_STAMP := .venv-bench-peer/.installed
+
+$(PEER_STAMP): benchmarks/requirements-peer.txt
+	test -x $(PEER_PY) || python3 -m venv .venv-bench-peer
+	$(PEER_PY) -m pip install -q -r benchmarks/requirements-peer.txt
+	touch $(PEER_STAMP)
+
+venv-bench-peer: $(PEER_STAMP)
 
 test: $(VENV_STAMP) $(TORCH_STAMP)
 	BAT_JAX_TORCH_PYTHON=$(CURDIR)/$(TORCH_PY) $(PY) -m pytest -q -n $(JOBS) tests

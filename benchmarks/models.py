@@ -3,7 +3,7 @@ r"""Whole-model throughput and memory: train step and inference, JAX against a P
     python benchmarks/models.py                      # everything (about 30 min on 2 cores)
     python benchmarks/models.py --quick              # C2D, C2D+3D-BAT, ResNet-50, torch peer
     python benchmarks/models.py --models c2d,c2d_3dbat --dtypes float32 --repeats 7
-    python benchmarks/models.py --torch-python /tmp/torchbench/bin/python   # the peer's interpreter
+    python benchmarks/models.py --torch-python PATH   # another peer interpreter (default: make venv-bench-peer)
     python benchmarks/models.py --models r50 --flag-sweep     # + XLA:CPU flag sets, r50 train step
 
 Rows (``--models``): C2D, C2D + BAT, C2D + 3D-BAT, C2D + NL, I3D, I3D + BAT at 8x224^2 with
@@ -522,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--bf16-models', default='c2d,c2d_3dbat,r50',
                  help='rows that also run with model.dtype=bfloat16')
   p.add_argument('--repeats', type=int, default=5)
-  p.add_argument('--torch-python', default='/tmp/torchbench/bin/python')
+  p.add_argument('--torch-python', default=os.path.join(common.REPO, '.venv-bench-peer', 'bin', 'python'),
+                 help='the peer'"'"'s interpreter (`make venv-bench-peer`: torch 2.13.0, CPU build)')
   p.add_argument('--torch-threads', type=int, default=os.cpu_count() or 1)
   p.add_argument('--torch-channels-last', action='store_true',
                  help='also time the peer in channels_last memory format')

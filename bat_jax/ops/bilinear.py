@@ -165,7 +165,8 @@ def cell_matmul(m: Array, z: Array) -> Array:
   gradient ``m^T @ g`` is the same kind of matmul as the forward (batch dimensions leading, the
   cell index next to them). JAX's automatic transpose of ``dot_general`` asks for it with the cell
   index last (``(*B, r, n)``, then a transpose), which XLA:CPU runs 2-3x slower than the forward
-  for ``n = 7``; the whole transform's forward+backward is 1.7x faster this way (benchmarks/blocks.py).
+  for ``n = 7``; the whole transform's forward+backward is 1.7x faster this way
+  (docs/performance.md).
   """
   batch = tuple(range(m.ndim - 2))
   return jax.lax.dot_general(m, z, (((m.ndim - 1,), (m.ndim - 2,)), (batch, batch)))

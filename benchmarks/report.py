@@ -1,0 +1,173 @@
+r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py`` and
+``precision.py`` wrote.
+
+    python benchmarks/report.py    # reads benchmarks/results/{models,blocks,precision}.json
+
+Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
+target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
+is one shape and a column one block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  pylint: disable=g-import-not-at-top
+
+# (key in models.json 'targets', description, limit (None: reported only), True if the measured
+# value must be <= limit)
+TARGETS = (
+    ('target1_train_ratio', '1. C2D + 3D-BAT / C2D, train step time', 1.27, True),
+    ('target1_infer_ratio', '1. C2D + 3D-BAT / C2D, inference time', 1.27, True),
+    ('target2_jax_over_torch_train_time', '2. JAX ResNet-50 / torch ResNet-50, train step time',
+     1.0, True),
+    ('target2_jax_over_torch_infer_time', '   JAX ResNet-50 / torch ResNet-50, inference time',
+     None, True),
+)
+
+
+def _load(path: str) -> dict[str, Any] | None:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _mark(ok: bool) -> str:
+  return '**met**' if ok else '**not met**'
+
+
+def machine_line(m: dict[str, Any]) -> str:
+  return (f"{m['cpu']}, {m['nproc']} cores, {m['memory']}, Python {m['python']}, jax "
+          f"{m.get('jax')} ({m.get('backend')}), run {m['date']}, load average "
+          f"{m['load_average_start']:.2f} -> {m.get('load_average_end', float('nan')):.2f}")
+
+
+def targets_section(models: dict[str, Any]) -> list[str]:
+  t = models.get('targets', {})
+  rows = []
+  for key, what, limit, upper in TARGETS:
+    if key in t:
+      v = t[key]
+      if limit is None:
+        rows.append({'what': what, 'value': v, 'limit': 'reported', 'status': ''})
+        continue
+      rows.append({'what': what, 'value': v, 'limit': f"{'<=' if upper else '>='} {limit}",
+                   'status': _mark(v <= limit if upper else v >= limit)})
+  if 'target1_mac_ratio' in t:
+    rows.insert(2, {'what': '   (the multiply-add ratio of the two models)',
+                    'value': t['target1_mac_ratio'], 'limit': '', 'status': ''})
+  by_key = {r['key']: r for r in models['rows']}
+  for key in ('c2d_3dbat@bfloat16', 'r50@bfloat16'):
+    r = by_key.get(key)
+    if r:
+      rows.append({'what': f"3. bf16 / float32 train step time, {r['label']} (CPU: no bf16 "
+                           'matrix units)', 'value': r['train_ratio'], 'limit': 'reported',
+                   'status': ''})
+  long = [r for r in models.get('long_clips', []) if r['frames'] == 64 and r['batch'] == 1]
+  for r in long:
+    ok = r['peak_gib'] < 24 and r.get('finite', False)
+    rows.append({'what': f"4. C2D + 3D-BAT 64x224^2 batch 1 train step, remat {r['remat_stages']}:"
+                         ' peak GiB', 'value': r['peak_gib'], 'limit': '< 24 (and one step runs)',
+                 'status': _mark(ok)})
+  pipe = models.get('pipeline', {}).get('rows', [])
+  c2d = by_key.get('c2d')
+  if pipe and c2d:
+    best = max(pipe, key=lambda r: r['clips_per_second'])
+    fastest_model = max(r['infer_clips_per_s'] for r in models['rows']
+                        if r['batch'] == 1 and r['dtype'] == 'float32')
+    rows.append({'what': f"5. decoded clips/s ({best['workers']} workers) / fastest video model's "
+                         'inference clips/s', 'value': best['clips_per_second'] / fastest_model,
+                 'limit': '>= 1', 'status': _mark(best['clips_per_second'] >= fastest_model)})
+  return [common.format_table(rows, [('what', 'target', ''), ('value', 'measured', '.3f'),
+                                     ('limit', 'limit', ''), ('status', '', '')])]
+
+
+def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
+  rows = blocks['rows']
+  names = [n for n in dict.fromkeys(r['block'] for r in rows)]
+  shapes = list(dict.fromkeys((r['D'], r['T'], r['HW']) for r in rows))
+  cell = {(r['D'], r['T'], r['HW'], r['block']): r for r in rows}
+  out = []
+  for d, t, hw in shapes:
+    row = {'shape': f'D={d}, {t}x{hw}^2'}
+    for n in names:
+      r = cell.get((d, t, hw, n))
+      if r is None:
+        continue
+      if 'skipped' in r:
+        row[n] = 'skipped' if 'N^2' not in r['skipped'] else 'N^2 > budget'
+      elif key == 'time':
+        ratio = r.get('fwd_bwd_ratio')
+        row[n] = f"{r['fwd_bwd_ms']:.1f} ({ratio:.2f}x)" if ratio else f"{r['fwd_bwd_ms']:.1f}"
+      else:
+        formula = r.get('table1_gflops')
+        row[n] = format(r['gmacs'], fmt) + (f' / {formula:{fmt}}' if formula else '')
+    out.append(row)
+  return common.format_table(out, [('shape', 'shape', '')] + [(n, n, '') for n in names])
+
+
+def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
+          precision: dict[str, Any] | None, path: str) -> str:
+  lines = ['# Benchmark results', '',
+           'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
+           'below was measured by the commands named, on the machine named. Methods and findings: '
+           '[docs/performance.md](../docs/performance.md).', '']
+  if models:
+    import models as models_bench  # pylint: disable=g-import-not-at-top
+    a = models['args']
+    lines += ['## Targets', '', f"Machine: {machine_line(models['machine'])}.", '',
+              f"Command: `python benchmarks/models.py{' --flag-sweep' if a.get('flag_sweep') else ''}"
+              f" --repeats {a['repeats']}` (torch peer: {models['torch_peer']}).", '']
+    lines += targets_section(models)
+    lines += ['', 'Ratios are medians of per-round ratios (the rows run round-robin, so each '
+              "ratio compares calls made seconds apart); times are medians over rounds.", '',
+              '## Models', '', '![throughput](../docs/images/models_throughput.png)', '',
+              models_bench.tables(models), '']
+  if precision:
+    import precision as precision_bench  # pylint: disable=g-import-not-at-top
+    lines += ['## bf16: what the backward pass keeps', '',
+              f"Machine: {machine_line(precision['machine'])}. Command: "
+              '`python benchmarks/precision.py`. Saved residuals are read from the jaxpr (the same '
+              'on every backend); the compiled peak is XLA:CPU\'s, which computes bf16 convolutions '
+              'in float32.', '', precision_bench.table(precision['rows']), '']
+  if blocks:
+    a = blocks['args']
+    lines += ['## Blocks alone', '', f"Machine: {machine_line(blocks['machine'])}.", '',
+              f"Command: `python benchmarks/blocks.py{' --quick' if a['mode'] == 'quick' else ''} "
+              f"--repeats {a['repeats']}`. Batch 1, float32, training mode; `none` is a bottleneck "
+              'residual block at the same shape, the reference of the ratios.', '',
+              '![scaling](../docs/images/blocks_scaling.png)', '',
+              '### Forward + backward ms (ratio to `none`)', '', blocks_pivot(blocks, 'time', ''),
+              '', '### Forward GMACs (from the jaxpr) / Table 1 formula at that shape', '',
+              'Table 1 (`bat_cvpr2020.md` §3.5) writes the BA-transform with dense H x H and W x W '
+              'matrices and NL without subsampling; ours is block-based and NL pools keys and '
+              'values (1, 2, 2), hence smaller counts where those terms dominate.', '',
+              blocks_pivot(blocks, 'macs', '.3f'), '']
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines))
+  return path
+
+
+def main(argv: list[str] | None = None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  p.add_argument('--models', default=os.path.join(common.RESULTS_DIR, 'models.json'))
+  p.add_argument('--blocks', default=os.path.join(common.RESULTS_DIR, 'blocks.json'))
+  p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
+  p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
+  a = p.parse_args(argv)
+  models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
+  if models is None and blocks is None and precision is None:
+    print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
+    return 1
+  print(f'wrote {write(models, blocks, precision, a.out)}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

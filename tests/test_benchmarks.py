@@ -1,0 +1,49 @@
+"""The benchmarks' own arithmetic: residual bytes from the jaxpr, paired ratios, target marks."""
+
+import os
+import sys
+
+import jax.numpy as jnp
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'benchmarks'))
+import common  # noqa: E402  pylint: disable=g-import-not-at-top
+import precision  # noqa: E402  pylint: disable=g-import-not-at-top
+import report  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+@pytest.mark.parametrize('dtype,itemsize', [(jnp.float32, 4), (jnp.bfloat16, 2)])
+def test_residual_bytes_counts_what_the_backward_pass_keeps(dtype, itemsize):
+  """sum(sin(x) * w) keeps sin(x) (for dw) and cos(x) (for dx); w itself is an argument."""
+  x = jnp.ones((64, 32), dtype)
+  w = jnp.ones((64, 32), dtype)
+  got = precision.residual_bytes(lambda x, w: jnp.sum(jnp.sin(x) * w).astype(jnp.float32), x, w)
+  assert got['total'] * common.GIB == pytest.approx(2 * 64 * 32 * itemsize, rel=0.01)
+  assert set(got) == {'f32' if dtype == jnp.float32 else 'bf16', 'total'}
+
+
+def test_residual_bytes_names_an_unknown_dtype(monkeypatch):
+  monkeypatch.setattr(precision, '_ITEMSIZE', {'bf16': 2})
+  with pytest.raises(ValueError, match="unknown residual dtype 'f32'"):
+    precision.residual_bytes(lambda x: jnp.sum(jnp.sin(x)), jnp.ones((4,), jnp.float32))
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+  """A load burst that slows a whole round (rounds 2-3 here) cancels in the per-round ratio."""
+  load = [1.0, 1.0, 3.0, 3.0, 1.0]
+  assert common.paired_ratio([1.2 * l for l in load], load) == pytest.approx(1.2)
+  assert common.paired_ratio([2.0, 1.0, 3.0], [1.0, 2.0, 1.0]) == pytest.approx(2.0)
+
+
+def test_report_marks_targets_against_their_limits():
+  models = {'targets': {'target1_train_ratio': 1.30, 'target1_infer_ratio': 1.20,
+                        'target1_mac_ratio': 1.267, 'target2_jax_over_torch_train_time': 0.99,
+                        'target2_jax_over_torch_infer_time': 1.10},
+            'rows': []}
+  text = '\n'.join(report.targets_section(models))
+  lines = {line.split('|')[1].strip(): line for line in text.splitlines()[2:]}
+  assert 'not met' in lines['1. C2D + 3D-BAT / C2D, train step time']
+  assert '**met**' in lines['1. C2D + 3D-BAT / C2D, inference time']
+  assert '**met**' in lines['2. JAX ResNet-50 / torch ResNet-50, train step time']
+  assert 'met' not in lines['JAX ResNet-50 / torch ResNet-50, inference time']
