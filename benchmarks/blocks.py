@@ -22,12 +22,12 @@ Per row: forward time and forward+backward time (gradients of the parameters and
 call), multiply-adds (``bat_jax.tools.complexity``, from the jaxpr), the Table 1 formula
 (``bat_cvpr2020.md`` §3.5) evaluated at the row's shape, XLA's compiled peak memory of the
 forward+backward (``memory_analysis()``: temp + arguments + outputs), and ratios to ``none`` at the
-same shape. Configurations whose N^2 affinity (N = T*H*W positions, N/4 keys when subsampled) or
-whose estimated activations exceed ``--max-gib`` are listed as skipped rows with the size, not
-dropped silently.
+same shape. Configurations whose compiled forward+backward peak exceeds ``--max-gib`` (or whose
+estimated N^2 affinity — N = T*H*W positions, N/4 keys when subsampled — or activations exceed it
+before compiling) are listed as skipped rows with the size, not dropped silently.
 
-Writes ``benchmarks/results/blocks[_quick].json`` and ``docs/images/blocks_scaling.png``; prints
-the table last.
+Writes ``benchmarks/results/blocks[_quick].json`` (after every shape, so an interrupted run keeps
+what it measured) and ``docs/images/blocks_scaling.png``; prints the table last.
 """
 
 from __future__ import annotations
@@ -107,15 +107,21 @@ def skip_reason(name: str, d: int, t: int, hw: int, max_gib: float) -> str:
   return ''
 
 
+class OverBudget(Exception):
+  """The compiled program would need more memory than ``--max-gib``."""
+
+
 class Bench:
   """One block at one shape: compiled forward and forward+backward, MACs and memory."""
 
-  def __init__(self, name: str, d: int, t: int, hw: int):
+  def __init__(self, name: str, d: int, t: int, hw: int, max_gib: float):
     self.name = name
     self.module = make_block(name, d, t)
     shape = (1, t, hw, hw, d)
     self.x = jax.random.normal(jax.random.key(0), shape, jnp.float32)
-    variables = self.module.init({'params': jax.random.key(1)}, self.x, train=False)
+    # The blocks' parameters do not depend on H, W: initialise at 14x14 (init runs eagerly).
+    variables = self.module.init({'params': jax.random.key(1)},
+                                 jnp.zeros((1, t, min(hw, 14), min(hw, 14), d)), train=False)
     self.params, self.stats = variables['params'], variables.get('batch_stats', {})
     module = self.module
     rng = jax.random.key(2)
@@ -137,6 +143,9 @@ class Bench:
     self.mem_fwd = common.memory_stats(self.fwd.lower(*args).compile())
     self.mem_fwd_bwd = common.memory_stats(self.fwd_bwd.lower(*args).compile())
     self.compile_s = time.perf_counter() - t0
+    peak = max(self.mem_fwd.get('peak_gib', 0), self.mem_fwd_bwd.get('peak_gib', 0))
+    if peak > max_gib:
+      raise OverBudget(f'skipped: compiled peak {peak:.1f} GiB > --max-gib {max_gib}')
     table = complexity.macs_table(
         lambda v, x: module.apply(v, x, train=True, rngs={'dropout': rng},
                                   mutable=['batch_stats']), variables, self.x)
@@ -163,7 +172,10 @@ def run_shape(d: int, t: int, hw: int, names: list[str], repeats: int, max_gib: 
       print(f'[blocks] D={d} T={t} {hw}x{hw} {name}: {reason}', flush=True)
     else:
       try:
-        benches[name] = Bench(name, d, t, hw)
+        benches[name] = Bench(name, d, t, hw, max_gib)
+      except OverBudget as e:
+        row['skipped'] = str(e)
+        print(f'[blocks] D={d} T={t} {hw}x{hw} {name}: {row["skipped"]}', flush=True)
       except Exception as e:  # pylint: disable=broad-except  # e.g. out of memory
         row['skipped'] = f'failed: {type(e).__name__}: {str(e)[:120]}'
         print(f'[blocks] D={d} T={t} {hw}x{hw} {name}: {row["skipped"]}', flush=True)
@@ -254,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--blocks', default=','.join(BLOCK_NAMES))
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--max-gib', type=float, default=8.0,
-                 help='skip configurations estimated above this many GiB')
+                 help='skip configurations whose compiled peak (or pre-compile estimate) is '
+                      'above this many GiB')
   p.add_argument('--json', default='')
   p.add_argument('--plot', default=os.path.join(common.IMAGES_DIR, 'blocks_scaling.png'))
   a = p.parse_args(argv)
@@ -269,18 +282,21 @@ def main(argv: list[str] | None = None) -> int:
   machine = common.machine_info()
   print(f"machine: {machine['cpu']}, nproc {machine['nproc']}, load "
         f"{machine['load_average_start']:.2f}", flush=True)
-  rows = []
-  for d in dims:
-    for t in frames:
-      for hw in sizes:
-        shape_names = [n for n in names if not (
-            a.quick and n.startswith('nl_') and n != 'nl_embedded_gaussian' and hw > 14)]
-        rows += run_shape(d, t, hw, shape_names, repeats, a.max_gib)
-  machine['load_average_end'] = common.load_average()
+  rows: list[dict[str, Any]] = []
   result = {'args': {**vars(a), 'repeats': repeats, 'dims': dims, 'sizes': sizes,
                      'frames': frames, 'mode': 'quick' if a.quick else 'grid'},
             'machine': machine, 'rows': rows}
-  path = common.write_json(a.json or ('blocks_quick.json' if a.quick else 'blocks.json'), result)
+  json_name = a.json or ('blocks_quick.json' if a.quick else 'blocks.json')
+  t_start = time.perf_counter()
+  shapes = [(d, t, hw) for d in dims for t in frames for hw in sizes]
+  for i, (d, t, hw) in enumerate(shapes):
+    shape_names = [n for n in names if not (
+        a.quick and n.startswith('nl_') and n != 'nl_embedded_gaussian' and hw > 14)]
+    rows += run_shape(d, t, hw, shape_names, repeats, a.max_gib)
+    machine['load_average_end'] = common.load_average()
+    path = common.write_json(json_name, result)
+    elapsed = time.perf_counter() - t_start
+    print(f'[blocks] shape {i + 1}/{len(shapes)} done, {elapsed / 60:.1f} min elapsed', flush=True)
   if a.plot:
     plot(result, a.plot)
   print(f'wrote {path}' + (f' and {a.plot}' if a.plot else ''))
