@@ -23,8 +23,9 @@ torchvision's), batch 8 images 224^2 — C2D's frames folded into the batch — 
 subprocess that is timed in the same round-robin as the JAX rows. Skipped when that interpreter
 has no torch.
 
-Timing: compile, one warm-up call, then ``--repeats`` rounds over all rows (common.py); each
-row's time is the median over rounds, each ratio the median of the per-round ratios. Memory:
+Timing: compile, ``--warmup`` untimed calls (3), then ``--repeats`` rounds over all rows
+(common.py); each row's time is the median over rounds, each ratio the median of the per-round
+ratios. Memory:
 XLA's ``memory_analysis()`` peak of the compiled step (temp + arguments + outputs - aliased),
 for torch the process's peak RSS (an upper bound: it includes the interpreter and libraries).
 
@@ -451,6 +452,33 @@ def flag_sweep(model: str, flag_sets: list[str], rounds: int, steps: int,
   return rows
 
 
+def profile(model: str) -> int:
+  """Prints where ``model``'s train step spends its time (``common.op_profile``)."""
+  module, batch, label, _ = MODELS[model]
+  row = Row(model, load_config(module, **OVERRIDES.get(model, {})), batch, label, model)
+
+  class Step:  # threads the donated state through the profiled calls
+    def __call__(self, batch_arrays: Any) -> Any:
+      row.state, metrics = row.train_step(row.state, batch_arrays)
+      return metrics
+
+    def lower(self, batch_arrays: Any) -> Any:
+      return row.train_step.lower(row.state, batch_arrays)
+
+  summary_ = common.summarize_profile(common.op_profile(Step(), (row.batch_arrays,), reps=3),
+                                      top=25)
+  path = common.write_json(f'profile_{model}.json', {'machine': common.machine_info(),
+                                                      'model': model, **summary_})
+  print(f"{label} train step: {summary_['wall_ms']:.0f} ms wall, {summary_['sum_ms']:.0f} ms "
+        f'attributed to HLO instructions (convolutions run by Eigen are not); wrote {path}\n')
+  print(common.format_table([{'bucket': k, 'ms': v} for k, v in summary_['buckets_ms'].items()],
+                            [('bucket', 'bucket', ''), ('ms', 'ms per step', '.1f')]))
+  print()
+  print(common.format_table(summary_['top'], [('op', 'HLO instruction', ''), ('ms', 'ms', '.2f'),
+                                              ('shape', 'shape', ''), ('op_name', 'JAX op', '')]))
+  return 0
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -522,6 +550,9 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--bf16-models', default='c2d,c2d_3dbat,r50',
                  help='rows that also run with model.dtype=bfloat16')
   p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--warmup', type=int, default=3,
+                 help='untimed calls of each row first (a fresh process ran its first ResNet-50 '
+                      'train steps up to 35%% slower: 0.96 s falling to 0.71 s over 15 steps)')
   p.add_argument('--torch-python', default=os.path.join(common.REPO, '.venv-bench-peer', 'bin', 'python'),
                  help='the peer'"'"'s interpreter (`make venv-bench-peer`: torch 2.13.0, CPU build)')
   p.add_argument('--torch-threads', type=int, default=os.cpu_count() or 1)
@@ -543,12 +574,17 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--flag-sets', default='', help="';'-separated XLA_FLAGS sets (default: "
                  'FLAG_SETS); the first is the reference')
   p.add_argument('--flag-probe', default='', help=argparse.SUPPRESS)
+  p.add_argument('--profile', default='', metavar='MODEL',
+                 help='only profile MODEL\'s train step per HLO instruction (jax.profiler): time '
+                      'by bucket and the top instructions; writes profile_MODEL.json')
   p.add_argument('--json', default='models.json')
   p.add_argument('--plot', default=os.path.join(common.IMAGES_DIR, 'models_throughput.png'))
   a = p.parse_args(argv)
   if a.flag_probe:
     flag_probe(a.flag_probe, a.repeats)
     return 0
+  if a.profile:
+    return profile(a.profile)
 
   names = a.models.split(',') if a.models else (list(QUICK) if a.quick else list(MODELS))
   dtypes = a.dtypes.split(',')
@@ -592,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'[torch] peer skipped: {peer_note}', flush=True)
 
   print(f'[time] {len(fns)} functions x {repeats} rounds', flush=True)
-  times = common.interleaved_times(fns, repeats, warmup=1, verbose=True)
+  times = common.interleaved_times(fns, repeats, warmup=a.warmup, verbose=True)
 
   out_rows = []
   for key, row in rows.items():
