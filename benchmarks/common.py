@@ -69,6 +69,7 @@ def machine_info() -> dict[str, Any]:
     pass
   info = {'nproc': os.cpu_count(), 'cpu': model or platform.processor(), 'memory': mem,
           'python': platform.python_version(), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'glibc_tunables': os.environ.get('GLIBC_TUNABLES', ''),
           'load_average_start': load_average(),
           'date': time.strftime('%Y-%m-%d %H:%M:%S %Z')}
   try:

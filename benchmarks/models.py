@@ -467,10 +467,15 @@ def profile(model: str) -> int:
 
   summary_ = common.summarize_profile(common.op_profile(Step(), (row.batch_arrays,), reps=3),
                                       top=25)
+  import resource  # pylint: disable=g-import-not-at-top
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  jax.block_until_ready(Step()(row.batch_arrays))
+  summary_['minor_page_faults_per_step'] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
   path = common.write_json(f'profile_{model}.json', {'machine': common.machine_info(),
                                                       'model': model, **summary_})
   print(f"{label} train step: {summary_['wall_ms']:.0f} ms wall, {summary_['sum_ms']:.0f} ms "
-        f'attributed to HLO instructions (convolutions run by Eigen are not); wrote {path}\n')
+        f'attributed to HLO instructions (convolutions run by Eigen are not), '
+        f"{summary_['minor_page_faults_per_step']} minor page faults per step; wrote {path}\n")
   print(common.format_table([{'bucket': k, 'ms': v} for k, v in summary_['buckets_ms'].items()],
                             [('bucket', 'bucket', ''), ('ms', 'ms per step', '.1f')]))
   print()

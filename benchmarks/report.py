@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -48,15 +48,17 @@ def machine_line(m: dict[str, Any]) -> str:
           f"{m['load_average_start']:.2f} -> {m.get('load_average_end', float('nan')):.2f}")
 
 
-def targets_section(models: dict[str, Any], peer: dict[str, Any] | None = None) -> list[str]:
-  """The targets table; ``peer`` is an extra run of ResNet-50 against the torch peer alone
-  (``models_r50_peer.json``), listed under target 2."""
+def targets_section(models: dict[str, Any], peers: Sequence[dict[str, Any]] = ()) -> list[str]:
+  """The targets table; ``peers`` are extra runs of ResNet-50 against the torch peer alone
+  (``models_r50_peer*.json``), listed under target 2."""
   t = models.get('targets', {})
   rows = []
   for key, what, limit, upper in TARGETS:
-    if key == 'target2_jax_over_torch_infer_time' and peer and key in peer.get('targets', {}):
+    for peer in peers if key == 'target2_jax_over_torch_infer_time' else ():
       v = peer['targets']['target2_jax_over_torch_train_time']
-      rows.append({'what': f"   same, a run of these two rows alone ({peer['args']['repeats']} rounds)",
+      env = peer['machine'].get('glibc_tunables', '')
+      rows.append({'what': f"   same, these two rows alone ({peer['args']['repeats']} rounds"
+                           + (f', both with GLIBC_TUNABLES={env})' if env else ')'),
                    'value': v, 'limit': '<= 1.0', 'status': _mark(v <= 1.0)})
     if key in t:
       v = t[key]
@@ -121,7 +123,8 @@ def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
 
 
 def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
-          precision: dict[str, Any] | None, path: str, peer: dict[str, Any] | None = None) -> str:
+          precision: dict[str, Any] | None, path: str,
+          peers: Sequence[dict[str, Any]] = ()) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -132,7 +135,7 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
     lines += ['## Targets', '', f"Machine: {machine_line(models['machine'])}.", '',
               f"Command: `python benchmarks/models.py{' --flag-sweep' if a.get('flag_sweep') else ''}"
               f" --repeats {a['repeats']}` (torch peer: {models['torch_peer']}).", '']
-    lines += targets_section(models, peer)
+    lines += targets_section(models, peers)
     lines += ['', 'Ratios are medians of per-round ratios (the rows run round-robin, so each '
               "ratio compares calls made seconds apart); times are medians over rounds.", '',
               '## Models', '', '![throughput](../docs/images/models_throughput.png)', '',
@@ -166,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--models', default=os.path.join(common.RESULTS_DIR, 'models.json'))
   p.add_argument('--blocks', default=os.path.join(common.RESULTS_DIR, 'blocks.json'))
-  p.add_argument('--peer', default=os.path.join(common.RESULTS_DIR, 'models_r50_peer.json'),
-                 help='models.py --models r50 --dtypes float32 --no-long-clips --no-pipeline '
-                      '--repeats 15 --json models_r50_peer.json --plot ""')
+  p.add_argument('--peers', default=','.join(
+      os.path.join(common.RESULTS_DIR, f) for f in ('models_r50_peer.json',
+                                                     'models_r50_peer_thp.json')),
+                 help='runs of `models.py --models r50 --dtypes float32 --no-long-clips '
+                      '--no-pipeline --repeats 15 --json NAME --plot ""` (comma-separated)')
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
   if models is None and blocks is None and precision is None:
     print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
     return 1
-  print(f'wrote {write(models, blocks, precision, a.out, _load(a.peer))}')
+  peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
+  print(f'wrote {write(models, blocks, precision, a.out, peers)}')
   return 0
 
 
