@@ -92,8 +92,16 @@ def targets_section(models: dict[str, Any], peers: Sequence[dict[str, Any]] = ()
     rows.append({'what': f"5. decoded clips/s ({best['workers']} workers) / fastest video model's "
                          'inference clips/s', 'value': best['clips_per_second'] / fastest_model,
                  'limit': '>= 1', 'status': _mark(best['clips_per_second'] >= fastest_model)})
+  missed, number = [], ''
+  for r in rows:  # 'same, ...' rows belong to the numbered target above them
+    number = r['what'].split('.')[0] if r['what'][:1].isdigit() else number
+    if r['status'] == _mark(False) and f'target {number}' not in missed:
+      missed.append(f'target {number}')
+  left = (['', '**Left:** ' + ', '.join(missed) + ' not met (analysis and next steps: '
+           '[docs/performance.md, What is left](../docs/performance.md#what-is-left)). No GPU '
+           'figures: no device was lent to this work.'] if missed else [])
   return [common.format_table(rows, [('what', 'target', ''), ('value', 'measured', '.3f'),
-                                     ('limit', 'limit', ''), ('status', '', '')])]
+                                     ('limit', 'limit', ''), ('status', '', '')])] + left
 
 
 def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:

@@ -42,8 +42,10 @@ def test_report_marks_targets_against_their_limits():
                         'target2_jax_over_torch_infer_time': 1.10},
             'rows': []}
   text = '\n'.join(report.targets_section(models))
-  lines = {line.split('|')[1].strip(): line for line in text.splitlines()[2:]}
+  lines = {line.split('|')[1].strip(): line for line in text.splitlines()[2:]
+           if line.startswith('|')}
   assert 'not met' in lines['1. C2D + 3D-BAT / C2D, train step time']
   assert '**met**' in lines['1. C2D + 3D-BAT / C2D, inference time']
   assert '**met**' in lines['2. JAX ResNet-50 / torch ResNet-50, train step time']
   assert 'met' not in lines['JAX ResNet-50 / torch ResNet-50, inference time']
+  assert '**Left:** target 1 not met' in text
