@@ -49,3 +49,14 @@ def test_report_marks_targets_against_their_limits():
   assert '**met**' in lines['2. JAX ResNet-50 / torch ResNet-50, train step time']
   assert 'met' not in lines['JAX ResNet-50 / torch ResNet-50, inference time']
   assert '**Left:** target 1 not met' in text
+
+
+def test_blocks_benchmark_skips_what_would_not_fit():
+  """A block whose compiled forward+backward peak exceeds --max-gib is skipped (with its peak),
+  not run: the first full grid run was OOM-killed by a block its pre-compile estimate let in."""
+  import blocks  # pylint: disable=g-import-not-at-top
+  with pytest.raises(blocks.OverBudget, match=r'compiled peak .* GiB > --max-gib 1e-06'):
+    blocks.Bench('bat3d', 16, 4, 14, max_gib=1e-6)
+  bench = blocks.Bench('bat3d', 16, 4, 14, max_gib=1.0)
+  assert 0 < bench.mem_fwd_bwd['peak_gib'] < 1.0
+  assert bench.gmacs > 0
