@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import fractions
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -321,6 +321,52 @@ def _read_frames(folder: str, files: Sequence[str], indices, short_side: int | N
   return np.stack(out)
 
 
+def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames: int,
+                    short_side: int | None, thread_type: str | None) -> np.ndarray:
+  """The frames ``indices(n)`` of a video of ``n`` frames (or of a frame folder), uint8 RGB.
+
+  Seeks when the header gives ``n >= min_frames`` and a frame rate; otherwise, or when seeking
+  fails, decodes the whole video and calls ``indices`` with the number of frames that decoded.
+  """
+  if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
+    files = _frame_files(path)
+    return _read_frames(path, files, indices(len(files)), short_side)
+  container = _open(path)
+  try:
+    stream = container.streams.video[0]
+    if thread_type:
+      stream.thread_type = thread_type
+    h, w = stream.codec_context.height, stream.codec_context.width
+    out_hw = None
+    if short_side is not None and h > 0 and w > 0:
+      out_hw = short_side_shape(h, w, short_side)
+    fps, n_est = _stream_info(container, stream)
+    picked = None
+    if n_est >= min_frames and fps > 0:
+      picked = _seek_decode(container, stream, indices(n_est), fps)
+    if picked is None:  # full sequential decode from the beginning
+      container.close()
+      container = _open(path)
+      stream = container.streams.video[0]
+      if thread_type:
+        stream.thread_type = thread_type
+      frames = _decode_all(container, stream, path)
+      picked = [frames[i] for i in indices(len(frames))]
+    if out_hw is None and short_side is not None:
+      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
+    try:
+      arrays = [_to_rgb(f, out_hw) for f in picked]
+    except (av.FFmpegError, ValueError) as e:
+      raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
+    return np.stack(arrays)
+  except VideoDecodeError:
+    raise
+  except (av.FFmpegError, OSError) as e:
+    raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
+  finally:
+    container.close()
+
+
 def decode_clip(path, num_frames: int, stride: int, start=None,
                 rng: np.random.Generator | None = None, *, short_side: int | None = None,
                 thread_type: str | None = None) -> np.ndarray:
@@ -359,47 +405,11 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
   spec = _start_fraction(start, rng)
   is_random = start is None
   window = (num_frames - 1) * stride + 1
-  if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
-    files = _frame_files(path)
-    s = _pick_start(spec, len(files) - window, is_random)
-    return _read_frames(path, files, clip_indices(len(files), num_frames, stride, s), short_side)
-  container = _open(path)
-  try:
-    stream = container.streams.video[0]
-    if thread_type:
-      stream.thread_type = thread_type
-    h, w = stream.codec_context.height, stream.codec_context.width
-    out_hw = None
-    if short_side is not None and h > 0 and w > 0:
-      out_hw = short_side_shape(h, w, short_side)
-    fps, n_est = _stream_info(container, stream)
-    picked = None
-    if n_est >= window and fps > 0:
-      s = _pick_start(spec, n_est - window, is_random)
-      picked = _seek_decode(container, stream, s + np.arange(num_frames) * stride, fps)
-    if picked is None:  # full sequential decode from the beginning
-      container.close()
-      container = _open(path)
-      stream = container.streams.video[0]
-      if thread_type:
-        stream.thread_type = thread_type
-      frames = _decode_all(container, stream, path)
-      n = len(frames)
-      s = _pick_start(spec, n - window, is_random)
-      picked = [frames[i] for i in clip_indices(n, num_frames, stride, s)]
-    if out_hw is None and short_side is not None:
-      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
-    try:
-      arrays = [_to_rgb(f, out_hw) for f in picked]
-    except (av.FFmpegError, ValueError) as e:
-      raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
-    return np.stack(arrays)
-  except VideoDecodeError:
-    raise
-  except (av.FFmpegError, OSError) as e:
-    raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
-  finally:
-    container.close()
+
+  def indices(n: int) -> np.ndarray:
+    return clip_indices(n, num_frames, stride, _pick_start(spec, n - window, is_random))
+
+  return _decode_indices(path, indices, window, short_side, thread_type)
 
 
 def segment_offsets(num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -464,43 +474,7 @@ def decode_segments(path, num_frames: int, rng: np.random.Generator | None = Non
   def indices(n):
     return segment_indices(n, num_frames, offsets, clip_index=clip_index, num_clips=num_clips)
 
-  if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
-    files = _frame_files(path)
-    return _read_frames(path, files, indices(len(files)), short_side)
-  container = _open(path)
-  try:
-    stream = container.streams.video[0]
-    if thread_type:
-      stream.thread_type = thread_type
-    h, w = stream.codec_context.height, stream.codec_context.width
-    out_hw = None
-    if short_side is not None and h > 0 and w > 0:
-      out_hw = short_side_shape(h, w, short_side)
-    fps, n_est = _stream_info(container, stream)
-    picked = None
-    if n_est >= 1 and fps > 0:
-      picked = _seek_decode(container, stream, indices(n_est), fps)
-    if picked is None:
-      container.close()
-      container = _open(path)
-      stream = container.streams.video[0]
-      if thread_type:
-        stream.thread_type = thread_type
-      frames = _decode_all(container, stream, path)
-      picked = [frames[i] for i in indices(len(frames))]
-    if out_hw is None and short_side is not None:
-      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
-    try:
-      arrays = [_to_rgb(f, out_hw) for f in picked]
-    except (av.FFmpegError, ValueError) as e:
-      raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
-    return np.stack(arrays)
-  except VideoDecodeError:
-    raise
-  except (av.FFmpegError, OSError) as e:
-    raise VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
-  finally:
-    container.close()
+  return _decode_indices(path, indices, 1, short_side, thread_type)
 
 
 # ----------------------------------------------------------------------------------------
