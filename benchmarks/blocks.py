@@ -299,10 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'[blocks] shape {i + 1}/{len(shapes)} done, {elapsed / 60:.1f} min elapsed', flush=True)
   if a.plot:
     plot(result, a.plot)
-  print(f'wrote {path}' + (f' and {a.plot}' if a.plot else ''))
-  print()
-  print(f"machine: {machine['cpu']}, nproc {machine['nproc']}; load average "
-        f"{machine['load_average_start']:.2f} -> {machine['load_average_end']:.2f}")
+  common.print_written(path, a.plot, machine)
   print(table(rows))
   return 0
 

@@ -229,6 +229,14 @@ def write_json(name: str, obj: Any) -> str:
   return path
 
 
+def print_written(path: str, plot_path: str, machine: Mapping[str, Any]) -> None:
+  """The lines a benchmark prints before its tables: what it wrote and the machine's load."""
+  print(f'wrote {path}' + (f' and {plot_path}' if plot_path else ''))
+  print()
+  print(f"machine: {machine['cpu']}, nproc {machine['nproc']}; load average "
+        f"{machine['load_average_start']:.2f} -> {machine['load_average_end']:.2f}")
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
   """A GitHub markdown table; ``columns`` are ``(key, header, format)`` (format '' = str)."""
   head = '| ' + ' | '.join(h for _, h, _ in columns) + ' |'

@@ -347,42 +347,21 @@ def long_clip_rows(frames_list: list[int], batches: list[int], run_step: bool,
 
 
 def pipeline_rows(workers: list[int], batches: int, batch_size: int) -> dict[str, Any]:
-  """Decoded training clips/s (8x224^2 after the Kinetics transform) per worker count."""
+  """Decoded training clips/s (8x224^2 after the Kinetics transform) per worker count, by
+  ``benchmarks/pipeline.py``'s ``measure`` on its Kinetics-like video."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   import tempfile  # pylint: disable=g-import-not-at-top
-  try:
-    import pipeline as pipeline_bench  # benchmarks/pipeline.py  # pylint: disable=g-import-not-at-top
-    source = 'benchmarks/pipeline.py measure() on its Kinetics-like 340x256 30 fps H.264 video'
-  except ImportError:
-    pipeline_bench = None
-    source = 'make_train_iterator on a toy video (benchmarks/pipeline.py not found)'
+  import pipeline as pipeline_bench  # benchmarks/pipeline.py  # pylint: disable=g-import-not-at-top
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    if pipeline_bench is not None:
-      info = pipeline_bench.make_video(os.path.join(tmp, 'clip.mp4'), 256, 340, 30, 10.0, 250)
-      for w in workers:
-        rows.append(pipeline_bench.measure(info['path'], w, 1, batches, batch_size))
-        print(f"[pipeline] {w} workers: {rows[-1]['clips_per_second']} clips/s", flush=True)
-    else:
-      from bat_jax.data import pipeline, toy_video  # pylint: disable=g-import-not-at-top
-      toy_video.generate(tmp, num_per_class=2, num_val_per_class=1, size=256, frames=80)
-      for w in workers:
-        cfg = dict(root=tmp, num_frames=8, frame_stride=8, crop_size=224,
-                   train_short_side=(256, 320), eval_short_side=256, num_workers=w,
-                   num_threads=1)
-        it = pipeline.make_train_iterator(cfg, batch_size, 0, 1, 0)
-        try:
-          next(it)
-          t0 = time.perf_counter()
-          for _ in range(batches):
-            next(it)
-          dt = time.perf_counter() - t0
-        finally:
-          it.close()
-        rows.append({'workers': w, 'clips_per_second': batches * batch_size / dt})
-  return {'source': source, 'rows': rows}
+    info = pipeline_bench.make_video(os.path.join(tmp, 'clip.mp4'), 256, 340, 30, 10.0, 250)
+    for w in workers:
+      rows.append(pipeline_bench.measure(info['path'], w, 1, batches, batch_size))
+      print(f"[pipeline] {w} workers: {rows[-1]['clips_per_second']} clips/s", flush=True)
+  return {'source': 'benchmarks/pipeline.py measure() on its Kinetics-like 340x256 30 fps H.264 '
+                    'video', 'rows': rows}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,10 +684,7 @@ def main(argv: list[str] | None = None) -> int:
   path = common.write_json(a.json, result)
   if a.plot:
     plot(result, a.plot)
-  print(f'wrote {path}' + (f' and {a.plot}' if a.plot else ''))
-  print()
-  print(f"machine: {machine['cpu']}, nproc {machine['nproc']}; load average "
-        f"{machine['load_average_start']:.2f} -> {machine['load_average_end']:.2f}")
+  common.print_written(path, a.plot, machine)
   print(tables(result))
   if targets:
     print()
