@@ -164,9 +164,8 @@ def cell_matmul(m: Array, z: Array) -> Array:
   The cell contractions of :func:`bat_transform`. Its VJP is written out so that the input
   gradient ``m^T @ g`` is the same kind of matmul as the forward (batch dimensions leading, the
   cell index next to them). JAX's automatic transpose of ``dot_general`` asks for it with the cell
-  index last (``(*B, r, n)``, then a transpose), which XLA:CPU runs 2-3x slower than the forward
-  for ``n = 7``; the whole transform's forward+backward is 1.7x faster this way
-  (docs/performance.md).
+  index last (``(*B, r, n)``, then a transpose), which XLA:CPU runs much slower than the forward
+  for ``n = 7`` (docs/performance.md).
   """
   batch = tuple(range(m.ndim - 2))
   return jax.lax.dot_general(m, z, (((m.ndim - 1,), (m.ndim - 2,)), (batch, batch)))
@@ -206,7 +205,7 @@ def bat_transform(y: Array, p: Array, q: Array, t: Array | None, b_h: int, b_w: 
 
   The per-channel formulation (``block_transform``) needs a transpose on each side of each of its
   three contractions (``jnp.einsum`` moves the group axis next to the batch axis and back); this
-  one is 2x faster forward on CPU. Multiply-adds are identical.
+  one is faster on CPU (docs/performance.md). Multiply-adds are identical.
   """
   n, length, h, w, c = y.shape
   k, n_h, n_w = p.shape[1], p.shape[-1], q.shape[-1]
