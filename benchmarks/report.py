@@ -1,7 +1,7 @@
-r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py`` and
-``precision.py`` wrote.
+r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``
+and ``precision.py`` wrote.
 
-    python benchmarks/report.py    # reads benchmarks/results/{models,blocks,precision}.json
+    python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision}.json
 
 Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
 target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
@@ -132,7 +132,7 @@ def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
 
 def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
           precision: dict[str, Any] | None, path: str,
-          peers: Sequence[dict[str, Any]] = ()) -> str:
+          peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -148,6 +148,16 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               "ratio compares calls made seconds apart); times are medians over rounds.", '',
               '## Models', '', '![throughput](../docs/images/models_throughput.png)', '',
               models_bench.tables(models), '']
+  if ops:
+    import ops as ops_bench  # pylint: disable=g-import-not-at-top
+    a = ops['args']
+    lines += ['## ResNet-50 op by op against PyTorch (where target 2\'s gap is)', '',
+              f"Machine: {machine_line(ops['machine'])}. Command: `python benchmarks/ops.py "
+              f"--repeats {a['repeats']} --inner {a['inner']}` (torch peer: {ops['torch_peer']}; "
+              f"torch {(ops.get('torch') or {}).get('torch', '-')}, oneDNN). Every distinct "
+              'convolution, BatchNorm (+ReLU) and the max pool of the ResNet-50 train step at batch '
+              '8 x 224^2, timed alone in each framework; the first table weights each by its count '
+              'in the model.', '', ops_bench.tables(ops['rows'], ops['categories']), '']
   if precision:
     import precision as precision_bench  # pylint: disable=g-import-not-at-top
     lines += ['## bf16: what the backward pass keeps', '',
@@ -183,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                  help='runs of `models.py --models r50 --dtypes float32 --no-long-clips '
                       '--no-pipeline --repeats 15 --json NAME --plot ""` (comma-separated)')
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
+  p.add_argument('--ops', default=os.path.join(common.RESULTS_DIR, 'ops.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
   models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
@@ -190,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
     return 1
   peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
-  print(f'wrote {write(models, blocks, precision, a.out, peers)}')
+  print(f'wrote {write(models, blocks, precision, a.out, peers, _load(a.ops))}')
   return 0
 
 

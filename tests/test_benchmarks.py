@@ -60,3 +60,42 @@ def test_blocks_benchmark_skips_what_would_not_fit():
   bench = blocks.Bench('bat3d', 16, 4, 14, max_gib=1.0)
   assert 0 < bench.mem_fwd_bwd['peak_gib'] < 1.0
   assert bench.gmacs > 0
+
+
+def test_ops_benchmark_finds_every_op_of_resnet50():
+  """ops.py's op list comes from tracing the model: torchvision's ResNet-50 has 53 convolutions
+  (one stem, 16 3x3, 36 1x1 of which 3 strided projection shortcuts), 53 BatchNorms and one max
+  pool,
+  and the convolutions' multiply-adds plus the classifier's are the model's total."""
+  import ops  # pylint: disable=g-import-not-at-top
+  from bat_jax.tools import summary  # pylint: disable=g-import-not-at-top
+  found = ops.model_ops('imagenet_r50', batch=1)
+  count = lambda pred: sum(op['count'] for op in found if pred(op))  # noqa: E731
+  assert count(lambda op: op['kind'] == 'conv') == 53
+  assert count(lambda op: op['kind'] == 'conv' and op['kernel'] == 3) == 16
+  assert count(lambda op: op['kind'] == 'conv' and op['kernel'] == 1 and op['stride'] == 2) == 3
+  assert count(lambda op: op['kind'] == 'bn') == 53
+  assert count(lambda op: op['kind'] == 'bn' and op['relu']) == 33  # 1 stem + 2 per block
+  assert [op['key'] for op in found if op['kind'] == 'pool'] == ['maxpool3x3/2 112x112x64']
+  assert [op['kernel'] for op in found if op['kind'] == 'conv' and not op['needs_dx']] == [7]
+  conv_macs = sum(op['count'] * op['macs'] for op in found if op['kind'] == 'conv')
+  total = summary.summarize(ops.models_bench.load_config('imagenet_r50').model)['gmacs'] * 1e9
+  assert conv_macs + 2048 * 1000 == pytest.approx(total, rel=1e-9)
+
+
+def test_ops_category_totals_weight_by_count_and_skip_what_the_step_does_not_run():
+  import ops  # pylint: disable=g-import-not-at-top
+  found = [{'key': 'stem', 'kind': 'conv', 'kernel': 7, 'needs_dx': False, 'count': 1},
+           {'key': 'c1', 'kind': 'conv', 'kernel': 1, 'needs_dx': True, 'count': 3},
+           {'key': 'bn', 'kind': 'bn', 'count': 2}]
+  rows = [{'op': 'stem', 'part': 'fwd', 'jax_ms': 5.0, 'torch_ms': 4.0},
+          {'op': 'stem', 'part': 'dx', 'jax_ms': 100.0, 'torch_ms': 100.0},
+          {'op': 'c1', 'part': 'dW', 'jax_ms': 2.0, 'torch_ms': 1.0},
+          {'op': 'bn', 'part': 'fwd', 'jax_ms': 1.0, 'torch_ms': 3.0},
+          {'op': 'bn', 'part': 'fwd+bwd', 'jax_ms': 2.0, 'torch_ms': 4.0}]
+  totals = {t['category']: t for t in ops.category_totals(found, rows)}
+  assert totals['1x1 conv dW']['jax_ms'] == 6.0 and totals['1x1 conv dW']['ratio'] == 2.0
+  assert totals['3x3 / 7x7 conv forward']['jax_ms'] == 5.0
+  assert totals['3x3 / 7x7 conv dx']['jax_ms'] == 0.0  # the image's gradient is never needed
+  total = totals['sum (all but the forward-only BatchNorm row)']
+  assert (total['jax_ms'], total['torch_ms']) == (5.0 + 6.0 + 4.0, 4.0 + 3.0 + 8.0)
