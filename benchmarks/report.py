@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--blocks', default=os.path.join(common.RESULTS_DIR, 'blocks.json'))
   p.add_argument('--peers', default=','.join(
       os.path.join(common.RESULTS_DIR, f) for f in ('models_r50_peer.json',
-                                                     'models_r50_peer_thp.json')),
+                                                     'models_r50_peer_thp.json',
+                                                     'models_r50_peer_malloc.json')),
                  help='runs of `models.py --models r50 --dtypes float32 --no-long-clips '
                       '--no-pipeline --repeats 15 --json NAME --plot ""` (comma-separated)')
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
