@@ -131,6 +131,35 @@ def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
   return median([a / b for a, b in zip(num, den)])
 
 
+class LineWorker:
+  """A persistent subprocess speaking JSON lines: ``call(line)`` writes one line to its stdin and
+  returns its next stdout line, parsed. Used for the PyTorch peers, which run in their own
+  interpreter (no jax there) and are timed in the same rounds as the JAX functions. The child
+  gets this environment without ``XLA_*`` / ``JAX_*`` variables."""
+
+  def __init__(self, cmd: Sequence[str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('XLA_', 'JAX_'))}
+    self.proc = subprocess.Popen(list(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, env=env)
+
+  def call(self, line: str) -> dict[str, Any]:
+    assert self.proc.stdin and self.proc.stdout
+    self.proc.stdin.write(line + '\n')
+    self.proc.stdin.flush()
+    out = self.proc.stdout.readline()
+    if not out:
+      raise RuntimeError(f'worker {self.proc.args[1:2]} exited ({self.proc.wait()})')
+    return json.loads(out)
+
+  def close(self) -> None:
+    """Asks the worker to quit (``quit``) and waits for it."""
+    try:
+      self.call('quit')
+    except (RuntimeError, BrokenPipeError, ValueError):
+      pass
+    self.proc.wait(timeout=30)
+
+
 # ---------------------------------------------------------------------------------------------
 # Memory.
 

@@ -260,32 +260,13 @@ class Row:
     jax.block_until_ready(self.infer(self.state.variables(), self.batch_arrays[self.input_key]))
 
 
-class TorchPeer:
+class TorchPeer(common.LineWorker):
   """The persistent ``--torch-worker`` subprocess."""
 
   def __init__(self, python: str, batch: int, threads: int, channels_last: bool = False):
-    cmd = [python, os.path.abspath(__file__), '--torch-worker', '--batch', str(batch),
-           '--threads', str(threads)] + (['--channels-last'] if channels_last else [])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('XLA_', 'JAX_'))}
-    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                 env=env)
+    super().__init__([python, os.path.abspath(__file__), '--torch-worker', '--batch', str(batch),
+                      '--threads', str(threads)] + (['--channels-last'] if channels_last else []))
     self.channels_last = channels_last
-
-  def call(self, cmd: str) -> dict[str, Any]:
-    assert self.proc.stdin and self.proc.stdout
-    self.proc.stdin.write(cmd + '\n')
-    self.proc.stdin.flush()
-    line = self.proc.stdout.readline()
-    if not line:
-      raise RuntimeError(f'torch worker exited ({self.proc.wait()})')
-    return json.loads(line)
-
-  def close(self) -> None:
-    try:
-      self.call('quit')
-    except (RuntimeError, BrokenPipeError, ValueError):
-      pass
-    self.proc.wait(timeout=30)
 
 
 def torch_available(python: str) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any, Sequence
@@ -292,31 +291,13 @@ def tables(rows: Sequence[dict[str, Any]], totals: Sequence[dict[str, Any]]) -> 
                                  ('ratio', 'JAX / torch', '.2f')])])
 
 
-class TorchWorker:
+class TorchWorker(common.LineWorker):
   """The persistent ``--torch-worker`` subprocess, fed the op list."""
 
   def __init__(self, python: str, threads: int, ops: Sequence[dict[str, Any]]):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('XLA_', 'JAX_'))}
-    self.proc = subprocess.Popen(
-        [python, os.path.abspath(__file__), '--torch-worker', '--threads', str(threads)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    super().__init__([python, os.path.abspath(__file__), '--torch-worker', '--threads',
+                      str(threads)])
     self.ready = self.call(json.dumps(list(ops)))
-
-  def call(self, line: str) -> dict[str, Any]:
-    assert self.proc.stdin and self.proc.stdout
-    self.proc.stdin.write(line + '\n')
-    self.proc.stdin.flush()
-    out = self.proc.stdout.readline()
-    if not out:
-      raise RuntimeError(f'torch worker exited ({self.proc.wait()})')
-    return json.loads(out)
-
-  def close(self) -> None:
-    try:
-      self.call('quit')
-    except (RuntimeError, BrokenPipeError, ValueError):
-      pass
-    self.proc.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:
