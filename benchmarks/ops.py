@@ -19,8 +19,7 @@ Timing: rounds alternate torch (a persistent ``--torch-worker`` subprocess, no j
 JAX; in a round every op is called ``--inner`` times and its mean recorded; an op's time is the
 median over ``--repeats`` rounds, its ratio the median of per-round ratios. The category table
 weights each op by its count in the model (the stem's ``dx`` is not needed and not counted): what
-each kind of op costs per train step in each framework, next to the whole step from
-``models.py``.
+each kind of op costs per train step in each framework (the whole step is ``models.py``'s).
 
 Writes ``benchmarks/results/ops.json``; prints the tables last.
 """
