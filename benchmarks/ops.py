@@ -171,11 +171,9 @@ def model_ops(config_module: str = 'imagenet_r50', batch: int = 8) -> list[dict[
       if t != 1:
         raise ValueError(f'{module.name}: expected one frame, got input {args[0].shape}')
       if isinstance(module, layers.Conv):
-        kt, kh, kw = layers._triple(module.kernel_size)  # pylint: disable=protected-access
-        _, sh, _ = layers._triple(module.strides)  # pylint: disable=protected-access
+        (kt, kh, kw), (_, sh, _), (_, pad, _) = module.geometry()
         if kt != 1 or kh != kw or module.groups != 1:
           raise ValueError(f'{module.name}: ops.py times square 1 x k x k convs without groups')
-        pad = kh // 2 if module.padding is None else layers._triple(module.padding)[1]  # pylint: disable=protected-access
         out_h = (h + 2 * pad - kh) // sh + 1
         out_w = (w + 2 * pad - kw) // sh + 1
         calls.append({'kind': 'conv', 'input': (n, h, w, c), 'kernel': kh, 'stride': sh,
@@ -352,12 +350,12 @@ def main(argv: list[str] | None = None) -> int:
   if worker is not None:
     worker.close()
 
+  counts = {op['key']: op['count'] for op in ops}
   rows = []
   for name in thunks:
     key, part = name.rsplit('/', 1)
     tj, tt = times['jax'][name], times['torch'][name]
-    rows.append({'op': key, 'part': part,
-                 'count': next(op['count'] for op in ops if op['key'] == key),
+    rows.append({'op': key, 'part': part, 'count': counts[key],
                  'jax_ms': common.median(tj) * 1e3,
                  'torch_ms': common.median(tt) * 1e3 if tt else None,
                  'ratio': common.paired_ratio(tj, tt) if tt else None})

@@ -128,11 +128,15 @@ class Conv(nn.Module):
   bias_init: Any = nn.initializers.zeros
   dtype: Dtype = jnp.float32
 
+  def geometry(self) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
+    """``(kernel, strides, padding)`` as ``(t, h, w)`` triples, ``padding=None`` resolved."""
+    kernel = _triple(self.kernel_size)
+    padding = tuple(k // 2 for k in kernel) if self.padding is None else _triple(self.padding)
+    return kernel, _triple(self.strides), padding  # type: ignore[return-value]
+
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    kt, kh, kw = _triple(self.kernel_size)
-    st, sh, sw = _triple(self.strides)
-    pt, ph, pw = (kt // 2, kh // 2, kw // 2) if self.padding is None else _triple(self.padding)
+    (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = self.geometry()
     in_features = x.shape[-1]
     g = self.groups
     if g < 1 or in_features % g or self.features % g:
