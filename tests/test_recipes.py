@@ -68,8 +68,11 @@ def test_cifar_rows_every_column_builds(kind, variant):
     per_block = result['blocks'][f'{stage}_{block}1']['params']
     if kind == 'nl':
       assert per_block == 3 * (c1 * cs + cs) + cs * c1 + c1 + 2 * c1
-    else:
+    elif kind == 'snl':  # W_0, W_1 free
       assert per_block == 3 * c1 * cs + 2 * cs * c1 + 2 * c1
+    else:  # Table 1's form: one W
+      assert cfg.model.block.weights == 'table1'
+      assert per_block == 3 * c1 * cs + cs * c1 + 2 * c1
   assert result['params'] == 861_428 + sum(b['params'] for b in result['blocks'].values())
 
 
