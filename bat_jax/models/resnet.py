@@ -299,6 +299,8 @@ class ResNet(nn.Module):
     temporal_kernels: per stage, ``t`` of each residual block's first conv (I3D's inflation plan);
       ``None`` means 1 everywhere.
     temporal_pool: apply pool2 (``2x1x1`` temporal max pool) after the first stage (video models).
+    pool1_padding: padding of the ImageNet stem's ``3x3`` stride-2 max pool: 1 (torchvision, the
+      supplement's 56x56 res2) or 0 (the released BAT video code's ``MaxPool3d``: 55x55).
     insertions: stage name -> indices of the residual blocks a non-local block follows.
     insert_block: the inserted block's module class (``__call__(x, train)``, same shape out).
     insert_kwargs: its fields.
@@ -327,6 +329,7 @@ class ResNet(nn.Module):
   stem_temporal_kernel: int = 1
   temporal_kernels: Sequence[Sequence[int]] | None = None
   temporal_pool: bool = False
+  pool1_padding: int = 1
   insertions: Mapping[str, Sequence[int]] | None = None
   insert_block: type[nn.Module] | None = None
   insert_kwargs: Mapping[str, Any] | None = None
@@ -358,7 +361,7 @@ class ResNet(nn.Module):
       x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
                name='conv1')(x)
       x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
-      x = max_pool_hw(x, 3, 2, 1)
+      x = max_pool_hw(x, 3, 2, self.pool1_padding)
     elif self.stem == 'cifar':
       x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
       if not self.preact:
