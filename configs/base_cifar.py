@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_base_batch_size = 128
   config.schedule = 'step'
   config.warmup_epochs = 0
+  config.warmup_start_factor = 0.0
+  config.warmup_granularity = 'step'
   config.lr_decay_epochs = (150, 250)
   config.lr_decay_factor = 0.1
   config.weight_decay = 1e-4
