@@ -3,7 +3,7 @@
 The model config (``ml_collections.ConfigDict``) has these fields:
 
 * ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
-  ``preresnet56``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
+  ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
   backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
@@ -89,6 +89,12 @@ def _backbones() -> dict[str, dict[str, Any]]:
     n = (depth - 2) // 6
     out[f'preresnet{depth}'] = dict(stage_sizes=(n, n, n), residual_block='basic', stem='cifar',
                                     preact=True, stage_names=CIFAR_STAGES)
+  # The released SNL code's ``preresnet56`` (SNL-Classification/model/preresnet_snl.py): 9
+  # pre-activation bottlenecks per stage (16/32/64 planes, 64/128/256 out), conv + BN projection
+  # on the raw input, a 1x1 conv-BN-ReLU head (fc1, bn2); the chebysnl CIFAR rows' backbone.
+  out['preresnet56_bottleneck'] = dict(stage_sizes=(9, 9, 9), residual_block='bottleneck',
+                                       stem='cifar', preact=True, stage_names=CIFAR_STAGES,
+                                       preact_projection='conv_bn', head_conv=True)
   return out
 
 
