@@ -10,6 +10,7 @@ nl3d``, BA-Transform/BAT-Video-Classification ``models/non_local.py`` ``NONLocal
   pool; our default is torchvision's padding 1).
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -35,11 +36,13 @@ d = sys.argv[1]
 x0 = torch.from_numpy(np.load(f'{d}/x.npy'))  # (n, 3, t, h, w), float64
 out = {}
 for arch in ('c2d', 'i3d'):
-  sd = {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in np.load(f'{d}/{arch}.npz').items()}
+  sd = {k: torch.from_numpy(np.asarray(v, np.float64))
+        for k, v in np.load(f'{d}/{arch}.npz').items()}
 
   def conv(x, name, stride=(1, 1, 1), spatial_pad=0):
     w = sd[f'{name}.weight']
-    return F.conv3d(x, w, sd.get(f'{name}.bias'), stride, (w.shape[2] // 2, spatial_pad, spatial_pad))
+    pad = (w.shape[2] // 2, spatial_pad, spatial_pad)
+    return F.conv3d(x, w, sd.get(f'{name}.bias'), stride, pad)
 
   def bn(x, name):
     return F.batch_norm(x, sd[f'{name}.running_mean'], sd[f'{name}.running_var'],
@@ -157,8 +160,8 @@ def test_released_nl_models_give_the_released_logits(tmp_path):
     report = it.import_checkpoint(path, cfg, None, strict=True, log=None)
     variables = it._unflat(report.converted.arrays)  # pylint: disable=protected-access
     model = build_model(cfg.model)
-    got = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(  # pylint: disable=cell-var-from-loop
-        variables, np.asarray(x.transpose(0, 2, 3, 4, 1), np.float32)))
+    forward = jax.jit(functools.partial(model.apply, train=False))
+    got = np.asarray(forward(variables, np.asarray(x.transpose(0, 2, 3, 4, 1), np.float32)))
     scale = np.abs(want[arch]).max()
     assert scale > 0.1 and np.ptp(want[arch]) > 0.1 * scale  # logits not trivially constant
     np.testing.assert_allclose(got, want[arch], rtol=1e-4, atol=1e-4 * scale, err_msg=arch)

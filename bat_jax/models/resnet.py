@@ -8,7 +8,8 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 
 * conv1 ``1x7x7`` (C2D) or ``5x7x7`` (I3D), stride ``(1, 2, 2)``;
 * pool1 ``1x3x3`` max, stride ``(1, 2, 2)``, padding 1, so res2 is 56x56 at 224 input as in the table
-  (the released code pads 0 and gets 55x55: 0.2 GMACs less, see docs/models.md);
+  (the released code pads 0 and gets 55x55: 0.2 GMACs less, see docs/models.md; ``pool1_padding=0``
+  builds that);
 * pool2 = ``2x1x1`` temporal max pool after res2;
 * I3D inflates the first conv of chosen residual blocks to ``3x1x1``;
 * head: global average pool, dropout, fully connected layer.
