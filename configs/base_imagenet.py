@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_base_batch_size = 256
   config.schedule = 'step'
   config.warmup_epochs = 5
+  config.warmup_start_factor = 0.0  # the warm-up starts at this fraction of the peak lr
+  config.warmup_granularity = 'step'  # 'step': per-update ramp; 'epoch': one lr per epoch
   config.lr_decay_epochs = (30, 60, 80)
   config.lr_decay_factor = 0.1
   config.weight_decay = 1e-4

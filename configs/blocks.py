@@ -84,9 +84,9 @@ def cifar_nonlocal(kind: str, variant: str = '') -> tuple[ml_collections.ConfigD
   (``variant``, a key of ``CIFAR_VARIANTS``).
 
   ``nl``: Wang et al.'s block (embedded Gaussian, no subsampling: 32x32 maps); ``snl``: ChebySNL
-  (Eq. 5); ``ns`` / ``a2`` / ``cgnl``: the unified first-order filter ``Z W_0 + A Z W_1``
-  (``chebyshev``, power basis) on that member's graph (chebysnl Table 1) — its weights are free,
-  where NS ties them (``W_0 = -W_1``) and A² / CGNL drop ``W_0`` (docs/recipes.md).
+  (Eq. 5); ``ns`` / ``a2`` / ``cgnl``: the member in chebysnl Table 1's form, ``Z W_0 + A Z W_1``
+  on its graph with its own tied weights (``weights='table1'``: NS ``W_0 = -W_1 = -W``, A² and
+  CGNL ``W_0 = 0``; Appendix B). ``--config.model.block.weights=free`` gives the free-weight form.
   """
   if variant not in CIFAR_VARIANTS:
     raise ValueError(f'CIFAR variant {variant!r}; allowed: {sorted(CIFAR_VARIANTS)}')
@@ -97,7 +97,8 @@ def cifar_nonlocal(kind: str, variant: str = '') -> tuple[ml_collections.ConfigD
   elif kind == 'snl':
     block = dict(type='snl', reduction=reduction)
   elif kind in ('ns', 'a2', 'cgnl'):
-    block = dict(type='chebyshev', affinity=kind, order=2, basis='power', reduction=reduction)
+    block = dict(type='chebyshev', affinity=kind, order=2, basis='power', weights='table1',
+                 reduction=reduction)
   else:
     raise ValueError(f"CIFAR block {kind!r}; allowed: ['nl', 'ns', 'a2', 'cgnl', 'snl']")
   return ml_collections.ConfigDict(block), insertions(plan)

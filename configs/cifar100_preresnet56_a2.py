@@ -6,8 +6,8 @@ PreResNet56 column).
 'cs1' / 'cs2' / 'cs4' (Table 2: C_s = C_1, C_1/2, C_1/4), 'stage1' / 'stage2' / 'stage3'
 (Table 3: after the second block of res1 / res2 / res3), 'x3' (Table 4's bracket: one in each
 stage). The tables give accuracy only.
-Built as the unified first-order filter Z W_0 + A Z W_1 on A^2's graph; A^2 itself has W_0 = 0
-(docs/recipes.md)."""
+Table 1's form (chebysnl B.3): A Z W on A^2's graph, W_0 = 0 (model.block.weights='table1';
+'free' adds a free W_0)."""
 
 from configs import base_cifar as base
 from configs import blocks

@@ -384,6 +384,7 @@ def test_new_backbones_run_and_have_finite_gradients(name, width, shape):
     (dict(name='rsa_resnet50', rsa={'window': 3}), r'unknown field.*window'),
     (dict(name='rsa_resnet50', rsa={'num_queries': 3}), r'model\.rsa.*num_queries=3'),
     (dict(name='rsa_resnet50', rsa={'positions': {'res5': (3,)}}), r'res5.*0\.\.2'),
+    (dict(name='c2d_resnet50', pool1_padding=2), r'model\.pool1_padding=2'),
 ])
 def test_config_errors_name_the_field(cfg, message):
   with pytest.raises(ValueError, match=message):

@@ -3,6 +3,7 @@ before any device, data or compile work (nothing is written to the workdir)."""
 
 import os
 
+import ml_collections
 import pytest
 
 from bat_jax.training import loop
@@ -100,3 +101,21 @@ def test_training_field_values():
   cfg = h.get_config('image')
   cfg.init_from = '/nonexistent/run'
   assert "config.init_from='/nonexistent/run': no checkpoint there" in _error(cfg)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('warmup_granularity', 'iteration', "config.warmup_granularity='iteration'; allowed"),
+    ('warmup_start_factor', 1.5, 'config.warmup_start_factor=1.5; allowed: [0, 1]'),
+    ('warmup_epochs', 2.5, "config.warmup_epochs=2.5: warmup_granularity='epoch'"),
+])
+def test_warmup_field_values(field, value, message):
+  cfg = h.get_config('image').to_dict()  # a plain dict: warmup_epochs may become a float
+  cfg.update({'warmup_granularity': 'epoch', field: value})
+  assert message in _error(ml_collections.ConfigDict(cfg))
+
+
+def test_crop_scale_values():
+  cfg = base_imagenet.get_config()
+  cfg.data.data_dir = '/tmp'
+  cfg.data.random_resized_crop_scale = (0.5, 0.2)
+  assert 'config.data.random_resized_crop_scale=(0.5, 0.2); allowed' in _error(cfg)

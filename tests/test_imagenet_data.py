@@ -141,6 +141,22 @@ def test_random_resized_crop_box_respects_scale_and_ratio(hw):
     assert imagenet.random_resized_crop_box(40, 900, rng) == (0, 423, 40, 53)
 
 
+def test_crop_scale_above_one_redraws_like_torchvision():
+  """The released SNL recipe's ``scale=(0.08, 1.25)``: an area fraction > 1 cannot fit, so the try
+  is redrawn (torchvision) rather than clipped to the whole image: the accepted areas are
+  distributed as with ``scale=(0.08, 1)``, with no pile-up at 1 (a clip would put ~20% there)."""
+  rng = np.random.default_rng(1)
+
+  def areas(scale):
+    return np.array([ch * cw / 300**2 for _, _, ch, cw in (
+        imagenet.random_resized_crop_box(300, 300, rng, scale=scale) for _ in range(3000))])
+
+  wide, plain = areas((0.08, 1.25)), areas((0.08, 1.0))
+  assert np.all(wide <= 1.0)
+  assert np.mean(wide >= 0.99) < 0.03
+  assert abs(np.mean(wide) - np.mean(plain)) < 0.02
+
+
 def _sample(name):
   return np.asarray(Image.open(os.path.join(SK_IMAGES, name)).convert('RGB'))
 

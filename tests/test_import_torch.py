@@ -307,12 +307,20 @@ def test_builtin_reader_strided_tensors_and_bounds(tmp_path, monkeypatch):
 # The released BAT layout (numpy, safetensors).
 
 
+# The released ``i3d_resnet50``'s ``use_temp_convs_set`` (models/resnet.py): stem t = 5, then
+# t = 3 for the conv1 of the marked bottlenecks of layer1..layer4.
+RELEASED_I3D_TEMPORAL = (5, ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)))
+
+
 def released_state_dict(rng, *, width=64, num_classes=400, stage_sizes=(3, 4, 6, 3),
-                        nl=None, k=8, s=7, tk=4, ts=4, video=True, bottleneck=True):
-  """Names and shapes of the released ``c2d_resnet50`` (video) / ``nlnet50`` (image) with BAT
-  blocks ``layer{L}.nl{i}`` (``BATBlock(D, k, tk, ts, s)``), random values. Written from the
-  released ``models/resnet.py`` and ``models/non_local.py``, independently of the importer."""
+                        nl=None, k=8, s=7, tk=4, ts=4, video=True, bottleneck=True,
+                        block='bat', i3d=False):
+  """Names and shapes of the released ``c2d_resnet50`` / ``i3d_resnet50`` (video) / ``nlnet50``
+  (image) with blocks ``layer{L}.nl{i}``: ``block='bat'`` (``BATBlock(D, k, tk, ts, s)``) or
+  ``'nl3d'`` (``NONLocalBlock3D(D)``), random values and BN statistics. Written from the released
+  ``models/resnet.py`` and ``models/non_local.py``, independently of the importer."""
   nl = {2: (1, 3), 3: (1, 3, 5)} if nl is None else nl
+  stem_t, temporal = RELEASED_I3D_TEMPORAL if i3d else (1, ((),) * len(stage_sizes))
   sd = {}
 
   def conv(name, o, i, kt, kh, kw, bias=False):
@@ -329,7 +337,7 @@ def released_state_dict(rng, *, width=64, num_classes=400, stage_sizes=(3, 4, 6,
     sd[f'{name}.running_var'] = rng.uniform(0.5, 1.5, c).astype(np.float32)
     sd[f'{name}.num_batches_tracked'] = np.asarray(7, np.int64)
 
-  conv('conv1', width, 3, 1, 7, 7)
+  conv('conv1', width, 3, stem_t, 7, 7)
   bn('bn1', width)
   inplanes = width
   expansion = 4 if bottleneck else 1
@@ -339,7 +347,8 @@ def released_state_dict(rng, *, width=64, num_classes=400, stage_sizes=(3, 4, 6,
     for i in range(blocks):
       p = f'layer{layer}.{i}'
       if bottleneck:
-        conv(f'{p}.conv1', planes, inplanes, 1, 1, 1)
+        kt = 3 if i < len(temporal[stage]) and temporal[stage][i] else 1
+        conv(f'{p}.conv1', planes, inplanes, kt, 1, 1)
         bn(f'{p}.bn1', planes)
         conv(f'{p}.conv2', planes, planes, 1, 3, 3)
         bn(f'{p}.bn2', planes)
@@ -354,9 +363,11 @@ def released_state_dict(rng, *, width=64, num_classes=400, stage_sizes=(3, 4, 6,
         conv(f'{p}.downsample.0', planes * expansion, inplanes, 1, 1, 1)
         bn(f'{p}.downsample.1', planes * expansion)
       inplanes = planes * expansion
-      if i in nl.get(layer, ()):
+      if i in nl.get(layer, ()) and block == 'bat':
         add_released_bat(sd, rng, f'layer{layer}.nl{i}', inplanes, k=k, s=s, tk=tk, ts=ts,
                          video=video)
+      elif i in nl.get(layer, ()):
+        add_released_nl3d(sd, rng, f'layer{layer}.nl{i}', inplanes)
   if video:
     sd['fc.weight'] = rng.normal(0.0, 0.01, (num_classes, inplanes, 1, 1, 1)).astype(np.float32)
   else:
@@ -401,6 +412,27 @@ def add_released_bat(sd, rng, prefix, d, *, k, s, tk, ts, video, scale=None):
   bn(f'{t}.conv2.1', c)
   sd[f'{prefix}.conv2.0.weight'], sd[f'{prefix}.conv2.0.bias'] = w((d, c, *one)), b(d)
   bn(f'{prefix}.conv2.1', d)
+
+
+def add_released_nl3d(sd, rng, prefix, d):
+  """One released ``NONLocalBlock3D(d)`` (sub_sample=True, bn_layer=True): ``theta``,
+  ``phi = Sequential(MaxPool3d, Conv3d)``, ``g`` likewise, ``W = Sequential(Conv3d, BatchNorm3d)``;
+  every conv ``1x1x1`` with a bias, inter channels ``d // 2``."""
+  c = d // 2
+  for name, o, i in (('theta', c, d), ('phi.1', c, d), ('g.1', c, d), ('W.0', d, c)):
+    sd[f'{prefix}.{name}.weight'] = rng.normal(0.0, np.sqrt(1.0 / i), (o, i, 1, 1, 1)).astype(
+        np.float32)
+    sd[f'{prefix}.{name}.bias'] = rng.normal(0.0, 0.1, o).astype(np.float32)
+  sd[f'{prefix}.W.1.weight'] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+  sd[f'{prefix}.W.1.bias'] = rng.normal(0.0, 0.1, d).astype(np.float32)
+  sd[f'{prefix}.W.1.running_mean'] = rng.normal(0.0, 0.1, d).astype(np.float32)
+  sd[f'{prefix}.W.1.running_var'] = rng.uniform(0.5, 1.5, d).astype(np.float32)
+  sd[f'{prefix}.W.1.num_batches_tracked'] = np.asarray(5, np.int64)
+
+
+def n_released_params(sd):
+  return sum(v.size for n, v in sd.items()
+             if not n.endswith(('running_mean', 'running_var', 'num_batches_tracked')))
 
 
 def test_released_c2d_3dbat_layout_imports_completely(tmp_path):

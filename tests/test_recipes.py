@@ -62,15 +62,18 @@ def test_cifar_rows_every_column_builds(kind, variant):
   result = counts(f'cifar100_preresnet56_{kind}', variant)
   block = {'nl': 'nonlocal', 'snl': 'snl'}.get(kind, 'chebyshev')
   assert sorted(result['blocks']) == sorted(f'{s}_{block}1' for s in plan)
-  width = {'res1': 16, 'res2': 32, 'res3': 64}
+  width = {'res1': 64, 'res2': 128, 'res3': 256}  # preresnet56_bottleneck's outputs
   for stage in plan:  # theta / phi / g convs have C_s = C_1 / r outputs
     c1, cs = width[stage], width[stage] // reduction
     per_block = result['blocks'][f'{stage}_{block}1']['params']
     if kind == 'nl':
       assert per_block == 3 * (c1 * cs + cs) + cs * c1 + c1 + 2 * c1
-    else:
+    elif kind == 'snl':  # W_0, W_1 free
       assert per_block == 3 * c1 * cs + 2 * cs * c1 + 2 * c1
-  assert result['params'] == 861_428 + sum(b['params'] for b in result['blocks'].values())
+    else:  # Table 1's form: one W
+      assert cfg.model.block.weights == 'table1'
+      assert per_block == 3 * c1 * cs + cs * c1 + 2 * c1
+  assert result['params'] == 958_708 + sum(b['params'] for b in result['blocks'].values())
 
 
 # config: (params M as printed, half a unit of its last digit or None (not compared),

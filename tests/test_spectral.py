@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.polynomial import chebyshev
 
+from bat_jax.blocks import spectral
 from bat_jax.blocks.spectral import ChebyshevNonLocalBlock, SpectralNonLocalBlock
 from bat_jax.ops import affinity
 from tests.reference import spectral_ref
@@ -221,6 +222,29 @@ def test_table1_member_is_its_own_formula(member):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize('basis', ['power', 'chebyshev'])
+@pytest.mark.parametrize('member', spectral.TABLE1_MEMBERS)
+def test_table1_block_is_the_members_appendix_b_formula(member, basis):
+  """``weights='table1'``: the block with one ``W`` is ``x + ReLU(BN(O))``, ``O`` the member's own
+  formula (Appendix B) in float64 NumPy; in train mode (batch statistics) for NS."""
+  x = np.random.default_rng(11).normal(size=SHAPE) / (4 if member == 'cgnl' else 1)
+  train = member == 'ns'
+  out, _, variables = run(ChebyshevNonLocalBlock(affinity=member, basis=basis, weights='table1'),
+                          x, train=train)
+  assert set(variables['params']) == {'theta', 'phi', 'g', 'w', 'bn'}
+  ref = spectral_ref.table1_block(x, variables['params'], None if train else
+                                  variables['batch_stats'], member=member)
+  np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_table1_weights_have_one_conv_less_than_free_ones():
+  d, c = 64, 32
+  free, tied = (n_params(ChebyshevNonLocalBlock(affinity='ns', weights=w), d)
+                for w in ('free', 'table1'))
+  assert free - tied == c * d
+  assert tied == 4 * d * c + 2 * d
+
+
 def test_nonlocal_stage_in_the_chebyshev_basis_ties_both_weights():
   """B.2: with ``T_1 = -A``, NS is the first-order filter with ``W_0 = W_1 = -W``."""
   rng = np.random.default_rng(9)
@@ -254,6 +278,9 @@ def test_kernel_normalised_cgnl_is_the_normalised_rank_one_graph():
     (ChebyshevNonLocalBlock, dict(order=1), 'model.block.order'),
     (ChebyshevNonLocalBlock, dict(affinity='gat'), 'model.block.affinity'),
     (ChebyshevNonLocalBlock, dict(basis='legendre'), 'model.block.basis'),
+    (ChebyshevNonLocalBlock, dict(weights='tied'), 'model.block.weights'),
+    (ChebyshevNonLocalBlock, dict(weights='table1'), 'model.block.affinity'),
+    (ChebyshevNonLocalBlock, dict(weights='table1', affinity='ns', order=3), 'model.block.order'),
 ])
 def test_validate_names_the_config_field(block, fields, field):
   with pytest.raises(ValueError, match=field):

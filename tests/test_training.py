@@ -280,3 +280,48 @@ def test_one_device_mesh_batch_sharding_is_data_axis():
   batch = mesh_lib.global_batch({'x': np.ones((4, 2), np.float32)}, mesh)
   assert batch['x'].shape == (4, 2)
   assert batch['x'].sharding.spec == jax.sharding.PartitionSpec('data')
+
+
+def released_snl_lrs(epochs=100, lr=0.01, drops=(31, 61, 81), warmup_epochs=10, drop_ratio=0.1):
+  """Per-epoch lr of the released SNL ``train_val.py`` (ImageNet branch): warm-up forced on, the
+  warm-up epochs added to ``epochs`` and to every drop epoch, ``adjust_learning_rate``'s
+  ``np.linspace(lr * drop_ratio**len(drops), lr, warmup)`` and its in-place ``args.lr *= decay``."""
+  warmup_lrs = np.linspace(lr * drop_ratio**len(drops), lr, num=warmup_epochs)
+  drops = [d + warmup_epochs for d in drops]
+  out = []
+  for epoch in range(epochs + warmup_epochs):
+    if epoch < warmup_epochs:
+      out.append(warmup_lrs[epoch])
+    else:
+      lr *= drop_ratio if epoch in drops else 1.0
+      out.append(lr)
+  return out
+
+
+def test_snl_imagenet_schedule_is_the_released_one():
+  """configs/imagenet_r50_snl.py: every update of every epoch gets the released lr of its epoch."""
+  from configs import imagenet_r50_snl  # pylint: disable=g-import-not-at-top
+  cfg = imagenet_r50_snl.get_config()
+  spe = 7
+  lr = optim.learning_rate_schedule(cfg, spe, cfg.num_epochs * spe)
+  want = released_snl_lrs()
+  assert len(want) == cfg.num_epochs == 110
+  assert want[0] == pytest.approx(1e-5) and want[9] == pytest.approx(0.01)
+  got = np.array([[float(lr(e * spe + k)) for k in range(spe)] for e in range(110)])
+  np.testing.assert_allclose(got, np.repeat(np.array(want)[:, None], spe, axis=1), rtol=1e-5)
+
+
+@pytest.mark.parametrize('granularity', ['step', 'epoch'])
+def test_warmup_start_factor(granularity):
+  """The ramp starts at ``warmup_start_factor * peak``; 'step' ramps per update (reaching the peak
+  at the last warm-up update), 'epoch' holds ``linspace(start, peak, E)[e]`` within epoch e."""
+  cfg = _recipe(base_learning_rate=0.1, lr_base_batch_size=256, global_batch_size=256,
+                schedule='step', warmup_epochs=4, lr_decay_epochs=(), warmup_start_factor=0.1,
+                warmup_granularity=granularity)
+  lr = optim.learning_rate_schedule(cfg, 5, 50)
+  got = np.array([float(lr(s)) for s in range(25)])
+  if granularity == 'step':
+    want = 0.01 + 0.09 * np.minimum(np.arange(25) + 1, 20) / 20
+  else:
+    want = np.concatenate([np.repeat(np.linspace(0.01, 0.1, 4), 5), np.full(5, 0.1)])
+  np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -3,7 +3,7 @@
 The model config (``ml_collections.ConfigDict``) has these fields:
 
 * ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
-  ``preresnet56``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
+  ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
   backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
@@ -12,7 +12,9 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 * ``insertions``: stage name -> residual-block indices (0-based) the block follows. ImageNet and
   video backbones have stages ``res2``..``res5``; CIFAR backbones ``res1``..``res3`` (chebysnl
   §3.1's naming: "res1" is the first, 16-channel stage at 32x32).
-* optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``).
+* optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``),
+  ``pool1_padding`` (1, default: torchvision's stem pool; 0: the released BAT video code's, which
+  released video checkpoints were trained with).
 * optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
   indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
   res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
@@ -87,6 +89,12 @@ def _backbones() -> dict[str, dict[str, Any]]:
     n = (depth - 2) // 6
     out[f'preresnet{depth}'] = dict(stage_sizes=(n, n, n), residual_block='basic', stem='cifar',
                                     preact=True, stage_names=CIFAR_STAGES)
+  # The released SNL code's ``preresnet56`` (SNL-Classification/model/preresnet_snl.py): 9
+  # pre-activation bottlenecks per stage (16/32/64 planes, 64/128/256 out), conv + BN projection
+  # on the raw input, a 1x1 conv-BN-ReLU head (fc1, bn2); the chebysnl CIFAR rows' backbone.
+  out['preresnet56_bottleneck'] = dict(stage_sizes=(9, 9, 9), residual_block='bottleneck',
+                                       stem='cifar', preact=True, stage_names=CIFAR_STAGES,
+                                       preact_projection='conv_bn', head_conv=True)
   return out
 
 
@@ -203,6 +211,10 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   elif cfg.get('rsa'):
     raise ValueError(f'model.rsa is set but {cfg.name} has no RSA layers; use rsa_resnet50')
 
+  pool1_padding = cfg.get('pool1_padding', 1)
+  if pool1_padding not in (0, 1) or isinstance(pool1_padding, bool):
+    raise ValueError(f'model.pool1_padding={pool1_padding!r}; allowed: 0 (released BAT video '
+                     'code) or 1 (torchvision)')
   zero_init_residual = bool(cfg.get('zero_init_residual', False))
   if zero_init_residual and backbone.get('preact'):
     raise ValueError(f'model.zero_init_residual=True: {cfg.name} is a pre-activation network, '
@@ -217,6 +229,7 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
       insert_name=block_type,
       dropout_rate=float(cfg.get('dropout_rate', 0.0)),
       stochastic_depth=float(cfg.get('stochastic_depth', 0.0)),
+      pool1_padding=int(pool1_padding),
       zero_init_residual=zero_init_residual,
       remat_stages=tuple(cfg.get('remat_stages', ())),
       dtype=_DTYPES[dtype],

@@ -8,7 +8,8 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 
 * conv1 ``1x7x7`` (C2D) or ``5x7x7`` (I3D), stride ``(1, 2, 2)``;
 * pool1 ``1x3x3`` max, stride ``(1, 2, 2)``, padding 1, so res2 is 56x56 at 224 input as in the table
-  (the released code pads 0 and gets 55x55: 0.2 GMACs less, see docs/models.md);
+  (the released code pads 0 and gets 55x55: 0.2 GMACs less, see docs/models.md; ``pool1_padding=0``
+  builds that);
 * pool2 = ``2x1x1`` temporal max pool after res2;
 * I3D inflates the first conv of chosen residual blocks to ``3x1x1``;
 * head: global average pool, dropout, fully connected layer.
@@ -149,13 +150,16 @@ class SqueezeExcite(nn.Module):
     return x * s
 
 
+PREACT_PROJECTIONS = ('preactivated', 'conv_bn')
+
+
 class _ResidualBlock(nn.Module):
   """What every residual block shares; subclasses only list their convolutions (``_convs``).
 
   Post-activation (ResNet v1, torchvision): ``conv-BN-ReLU`` ... ``conv-BN`` [SE] ``+ shortcut``,
   ReLU. Pre-activation (He et al. 2016b, ``preact``): ``BN-ReLU-conv`` ... [SE] ``+ shortcut``, no
-  ReLU after the add; the projection shortcut (a ``1x1`` conv without BN) reads the pre-activated
-  input, the identity shortcut the raw input.
+  ReLU after the add; the identity shortcut reads the raw input, the projection shortcut is set by
+  ``preact_projection``.
 
   Attributes:
     features: ``planes``, the inner width of a plain block (the output is ``features * expansion``).
@@ -163,6 +167,9 @@ class _ResidualBlock(nn.Module):
     temporal_kernel: ``t`` of the first conv (I3D inflation).
     zero_init_residual: start the branch's last BN scale at 0 (post-activation only).
     preact: pre-activation ordering (CIFAR PreResNets).
+    preact_projection: a pre-activation block's projection shortcut: ``'preactivated'`` (He et al.
+      2016b: a ``1x1`` conv without BN on the pre-activated input) or ``'conv_bn'`` (the released
+      SNL code's ``preresnet_snl.py``: ``1x1`` conv + BN on the raw input).
     se_reduction: add squeeze-excitation after the last BN, before the add (0: none; 16 in SENet).
     shift_fold_div: TSM's residual shift (``place='blockres'``): ``temporal_shift(., fold_div)``
       on the input of conv1 inside the branch; the shortcut reads the unshifted input (0: none;
@@ -175,6 +182,7 @@ class _ResidualBlock(nn.Module):
   temporal_kernel: int = 1
   zero_init_residual: bool = False
   preact: bool = False
+  preact_projection: str = 'preactivated'
   se_reduction: int = 0
   shift_fold_div: int = 0
   drop_path_rate: float = 0.0
@@ -191,10 +199,16 @@ class _ResidualBlock(nn.Module):
     project = self.strides != 1 or x.shape[-1] != out
     shortcut = x
     if self.preact:
+      if self.preact_projection not in PREACT_PROJECTIONS:
+        raise ValueError(f'preact_projection={self.preact_projection!r}; allowed: '
+                         f'{PREACT_PROJECTIONS}')
       y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
       if project:
+        raw = self.preact_projection == 'conv_bn'
         shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
-                        name='downsample_conv')(y)
+                        name='downsample_conv')(x if raw else y)
+        if raw:
+          shortcut = batch_norm(train, name='downsample_bn', dtype=self.dtype)(shortcut)
       for i, conv in enumerate(convs, 1):
         if i > 1:
           y = batch_norm(train, name=f'bn{i}', dtype=self.dtype, relu=True)(y)
@@ -295,10 +309,15 @@ class ResNet(nn.Module):
     conv2_module, conv2_kwargs: the module replacing a bottleneck's ``1x3x3`` conv2 (RSA) and its
       fields, in the residual blocks ``conv2_positions`` names (stage -> block indices).
     preact: pre-activation residual blocks and a final BN + ReLU before the pooling.
+    preact_projection: the pre-activation blocks' projection shortcut (see ``_ResidualBlock``).
+    head_conv: after the final BN + ReLU, a ``1x1`` conv (same width, no bias) + BN + ReLU before
+      the pooling (the released SNL code's PreResNet: ``fc1``, ``bn2``).
     stem_temporal_kernel: ``t`` of conv1 (1 for images and C2D, 5 for I3D).
     temporal_kernels: per stage, ``t`` of each residual block's first conv (I3D's inflation plan);
       ``None`` means 1 everywhere.
     temporal_pool: apply pool2 (``2x1x1`` temporal max pool) after the first stage (video models).
+    pool1_padding: padding of the ImageNet stem's ``3x3`` stride-2 max pool: 1 (torchvision, the
+      supplement's 56x56 res2) or 0 (the released BAT video code's ``MaxPool3d``: 55x55).
     insertions: stage name -> indices of the residual blocks a non-local block follows.
     insert_block: the inserted block's module class (``__call__(x, train)``, same shape out).
     insert_kwargs: its fields.
@@ -324,9 +343,12 @@ class ResNet(nn.Module):
   conv2_kwargs: Mapping[str, Any] | None = None
   conv2_positions: Mapping[str, Sequence[int]] | None = None
   preact: bool = False
+  preact_projection: str = 'preactivated'
+  head_conv: bool = False
   stem_temporal_kernel: int = 1
   temporal_kernels: Sequence[Sequence[int]] | None = None
   temporal_pool: bool = False
+  pool1_padding: int = 1
   insertions: Mapping[str, Sequence[int]] | None = None
   insert_block: type[nn.Module] | None = None
   insert_kwargs: Mapping[str, Any] | None = None
@@ -339,6 +361,7 @@ class ResNet(nn.Module):
 
   def _residual_kwargs(self) -> dict[str, Any]:
     kw: dict[str, Any] = dict(zero_init_residual=self.zero_init_residual, preact=self.preact,
+                              preact_projection=self.preact_projection,
                               se_reduction=self.se_reduction, shift_fold_div=self.shift_fold_div,
                               dtype=self.dtype)
     if self.residual_block == 'bottleneck':
@@ -358,7 +381,7 @@ class ResNet(nn.Module):
       x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
                name='conv1')(x)
       x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
-      x = max_pool_hw(x, 3, 2, 1)
+      x = max_pool_hw(x, 3, 2, self.pool1_padding)
     elif self.stem == 'cifar':
       x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
       if not self.preact:
@@ -390,6 +413,9 @@ class ResNet(nn.Module):
         x = max_pool_time(x, 2, 2)
     if self.preact:
       x = batch_norm(train, name='final_bn', dtype=self.dtype, relu=True)(x)
+    if self.head_conv:
+      x = Conv(x.shape[-1], dtype=self.dtype, name='head_conv')(x)
+      x = batch_norm(train, name='head_bn', dtype=self.dtype, relu=True)(x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), name='fc')(x)

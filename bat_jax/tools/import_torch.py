@@ -44,6 +44,12 @@ dict's ``state_dict`` / ``model`` / ``model_state_dict`` entry is taken):
   ``kernel[a, c, o] = weight[o, c, a]``. Both codes read output channel ``o = g*s*s + i*s + j``
   as entry ``(i, j)`` of group ``g`` (``view(n, k, s, s)``), as ours does, so the channel order
   is kept.
+* The released video code's Non-local blocks (``--nltype nl3d``, ``models/non_local.py``
+  ``NONLocalBlock3D``: embedded Gaussian, ``C^-1/2`` scale, ``(1, 2, 2)`` max pool before ``phi``
+  and ``g``), for C2D+NL and I3D+NL: ``layer{L}.nl{i}`` -> ``res{L+1}_nonlocal{i}``, with
+  ``theta`` -> ``theta``, ``phi.1`` / ``g.1`` (``phi`` / ``g`` without sub-sampling) -> ``phi`` /
+  ``g``, ``W.0`` -> ``w``, ``W.1`` (BN) -> ``bn``; all convs have a bias. The released models
+  pool the stem with padding 0: import them for a config with ``model.pool1_padding=0``.
 
 Reading never executes code from the file: ``.safetensors`` are parsed directly; PyTorch files
 (``torch.save``) go through ``torch.load(..., weights_only=True)`` when torch is installed, else
@@ -340,6 +346,14 @@ _BAT_PARTS = {
     'batransform.conv2.0': ('conv2', 'conv'), 'batransform.conv2.1': ('bn2', 'bn'),
     'conv2.0': ('conv3', 'conv'), 'conv2.1': ('bn3', 'bn'),
 }
+# Inside a released ``nl3d`` block (``NONLocalBlock3D``, sub_sample=True puts a max pool at index 0
+# of ``phi`` / ``g``, so their convs are ``phi.1`` / ``g.1``) -> our ``NonLocalBlock``.
+_NL_PARTS = {
+    'theta': ('theta', 'conv'), 'phi': ('phi', 'conv'), 'phi.1': ('phi', 'conv'),
+    'g': ('g', 'conv'), 'g.1': ('g', 'conv'), 'W.0': ('w', 'conv'), 'W.1': ('bn', 'bn'),
+}
+# Our block type (model.block.type) -> the released block's sub-module names.
+_BLOCK_PARTS = {'bat': _BAT_PARTS, 'nonlocal': _NL_PARTS}
 SKIPPED = 'skipped'  # a known tensor our variables do not hold (num_batches_tracked)
 
 
@@ -386,7 +400,7 @@ def map_name(name: str, stage_names: Sequence[str] = ('res2', 'res3', 'res4', 'r
     return s and module(f'{s}_block{int(m.group(2))}/', sub, m.group(4), 'linear_as_conv')
   if m := re.fullmatch(r'layer(\d+)\.nl(\d+)\.(.+)\.(\w+)', name):
     s = stage(m.group(1))
-    part = _BAT_PARTS.get(m.group(3))
+    part = _BLOCK_PARTS.get(insert_name, {}).get(m.group(3))
     if s is None or part is None:
       return None
     return module(f'{s}_{insert_name}{int(m.group(2))}/', part[0], m.group(4), part[1])

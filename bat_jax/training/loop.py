@@ -111,6 +111,17 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     raise ConfigError(f'config.label_smoothing={config.label_smoothing}; allowed: [0, 1)')
   if config.warmup_epochs < 0:
     raise ConfigError(f'config.warmup_epochs={config.warmup_epochs}; allowed: >= 0')
+  granularity = _get(config, 'warmup_granularity', 'step')
+  if granularity not in optim.WARMUP_GRANULARITY:
+    raise ConfigError(f'config.warmup_granularity={granularity!r}; allowed: '
+                      f'{list(optim.WARMUP_GRANULARITY)}')
+  if granularity == 'epoch' and config.warmup_epochs != int(config.warmup_epochs):
+    raise ConfigError(f"config.warmup_epochs={config.warmup_epochs}: warmup_granularity='epoch' "
+                      'needs a whole number of epochs')
+  start_factor = _get(config, 'warmup_start_factor', 0.0)
+  if not isinstance(start_factor, (int, float)) or not 0.0 <= start_factor <= 1.0:
+    raise ConfigError(f'config.warmup_start_factor={start_factor!r}; allowed: [0, 1] (the '
+                      'warm-up starts at this fraction of the peak lr)')
   if _get(config, 'init_from', ''):
     from bat_jax.training.checkpoint import resolve_state_dir  # pylint: disable=g-import-not-at-top
     try:
@@ -121,6 +132,11 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
 
 def _validate_data(data: ml_collections.ConfigDict) -> None:
   name = data.get('name')
+  scale = data.get('random_resized_crop_scale')
+  if scale is not None and not (len(scale) == 2 and 0 < scale[0] <= scale[1]):
+    raise ConfigError(f'config.data.random_resized_crop_scale={tuple(scale)}; allowed: (lo, hi) '
+                      'area fractions with 0 < lo <= hi (hi may exceed 1, as the released SNL '
+                      'code: such tries do not fit and are redrawn)')
   if name not in DATA_SOURCES:
     raise ConfigError(f'config.data.name={name!r} is not a known data set; allowed: '
                       f'{sorted(DATA_SOURCES)}')

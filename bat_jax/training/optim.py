@@ -1,8 +1,12 @@
 """Learning-rate schedules and the optimizer (the papers' SGD recipes, ``configs/base_*.py``).
 
 * peak lr = ``base_learning_rate * global_batch_size / lr_base_batch_size`` (linear scaling);
-* ``schedule='step'``: linear warm-up from 0 over ``warmup_epochs``, then x``lr_decay_factor`` at
-  each of ``lr_decay_epochs`` (ImageNet: 5 / (30, 60, 80); Kinetics: 0 / (40, 80));
+* ``schedule='step'``: linear warm-up over ``warmup_epochs``, then x``lr_decay_factor`` at
+  each of ``lr_decay_epochs`` (absolute epochs; ImageNet: 5 / (30, 60, 80); Kinetics: 0 / (40, 80));
+* the warm-up starts at ``warmup_start_factor * peak`` (default 0) and ramps per update
+  (``warmup_granularity='step'``, default: update ``s`` uses ``start + (peak - start)(s + 1) / W``)
+  or per epoch (``'epoch'``, the released SNL ``train_val.py``'s ``adjust_learning_rate``: epoch
+  ``e < E`` uses ``np.linspace(start, peak, E)[e]`` for all its updates);
 * ``schedule='cosine'``: linear warm-up, then cosine decay to 0 at the last step (Mini-Kinetics);
 * SGD with momentum (PyTorch's form: ``v = m v + g; p -= lr v``; optax's ``sgd`` is the same);
   ``config.nesterov`` (default False; True in the RSA recipe): PyTorch's Nesterov form
@@ -26,6 +30,7 @@ import ml_collections
 import optax
 
 SCHEDULES = ('step', 'cosine')
+WARMUP_GRANULARITY = ('step', 'epoch')
 OPTIMIZERS = ('sgd',)
 WEIGHT_DECAY_ON = ('all', 'conv_fc_weights')
 
@@ -49,10 +54,17 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
     raise ValueError(f'config.schedule={config.schedule!r}; allowed: {list(SCHEDULES)}')
   if warmup <= 0:
     return main
-  # step s < warmup uses peak * (s + 1) / warmup: the first update is not wasted at lr 0, and the
-  # last warm-up step reaches the peak (Goyal et al.'s per-iteration ramp).
-  ramp = optax.linear_schedule(peak / warmup, peak, warmup - 1) if warmup > 1 else (
-      lambda count: peak)
+  start = peak * float(config.get('warmup_start_factor', 0.0))
+  if config.get('warmup_granularity', 'step') == 'epoch':
+    epochs = int(config.warmup_epochs)
+    slope = (peak - start) / (epochs - 1) if epochs > 1 else 0.0
+    ramp = lambda count: start + slope * (count // steps_per_epoch)  # noqa: E731
+  elif warmup > 1:
+    # step s < warmup uses start + (peak - start) (s + 1) / warmup: the first update is not wasted
+    # at lr 0, and the last warm-up step reaches the peak (Goyal et al.'s per-iteration ramp).
+    ramp = optax.linear_schedule(start + (peak - start) / warmup, peak, warmup - 1)
+  else:
+    ramp = lambda count: peak  # noqa: E731
   return optax.join_schedules([ramp, main], [warmup])
 
 

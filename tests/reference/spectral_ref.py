@@ -178,3 +178,26 @@ def criss_cross_formula(q, k, x, w, hw):
     att = softmax(np.array([q[i] @ k[j] for j in js]))
     out.append(sum(p * x[j] for p, j in zip(att, js)) @ w)
   return np.stack(out)
+
+
+def table1_block(x: np.ndarray, params: Mapping[str, Any], stats: Mapping[str, Any] | None, *,
+                 member: str) -> np.ndarray:
+  """``z = x + ReLU(BN(O))`` with ``O`` the member's own formula (Appendix B, one ``W`` = the conv
+  ``w``) on ``theta, phi, g`` over all ``T*H*W`` positions; CC attends within each frame."""
+  x = np.asarray(x, np.float64)
+  n, t, h, w, d = x.shape
+  theta, phi, g = (conv1x1(x, params[name]).reshape(n, t * h * w, -1)
+                   for name in ('theta', 'phi', 'g'))
+  weight = np.asarray(params['w']['kernel'], np.float64)[0, 0, 0]
+  formula = {'nl': nonlocal_formula, 'ns': nonlocal_stage_formula,
+             'a2': double_attention_formula, 'cgnl': cgnl_formula}
+  out = np.zeros((n, t * h * w, d))
+  for b in range(n):
+    if member == 'cc':
+      frames = [slice(f * h * w, (f + 1) * h * w) for f in range(t)]
+      out[b] = np.concatenate([criss_cross_formula(theta[b, s], phi[b, s], g[b, s], weight, (h, w))
+                               for s in frames])
+    else:
+      out[b] = formula[member](theta[b], phi[b], g[b], weight)
+  out = batch_norm(out.reshape(n, t, h, w, d), params['bn'], stats and stats['bn'])
+  return x + np.maximum(out, 0)
