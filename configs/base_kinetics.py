@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.base_learning_rate = 0.01  # per lr_base_batch_size clips
   config.lr_base_batch_size = 64
   config.schedule = 'step'
+  config.cosine_span = 'after_warmup'  # schedule='cosine': or 'all_steps' (Mini-Kinetics)
   config.warmup_epochs = 0
   config.lr_decay_epochs = (40, 80)
   config.lr_decay_factor = 0.1

@@ -95,6 +95,9 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     raise ConfigError(f'config.optimizer={config.optimizer!r}; allowed: {list(optim.OPTIMIZERS)}')
   if config.schedule not in optim.SCHEDULES:
     raise ConfigError(f'config.schedule={config.schedule!r}; allowed: {list(optim.SCHEDULES)}')
+  if _get(config, 'cosine_span', 'after_warmup') not in optim.COSINE_SPANS:
+    raise ConfigError(f'config.cosine_span={config.cosine_span!r}; allowed: '
+                      f'{list(optim.COSINE_SPANS)}')
   if config.weight_decay_on not in optim.WEIGHT_DECAY_ON:
     raise ConfigError(f'config.weight_decay_on={config.weight_decay_on!r}; allowed: '
                       f'{list(optim.WEIGHT_DECAY_ON)}')
