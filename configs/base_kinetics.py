@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
   config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM
   config.keep_checkpoints = 3
-  config.init_from = ''  # a checkpoint step dir / checkpoints dir / workdir to load weights from
-  config.init_from_ignore = ()  # regexes of names kept at init, e.g. ('^params/fc/',)
+  # Required: the ImageNet weights to start from (a checkpoint step dir / checkpoints dir /
+  # workdir; docs/recipes.md says which ImageNet config fits; released scripts: --resume
+  # <ImageNet checkpoint> --soft_resume), or 'scratch' for random weights. Loading is soft: what
+  # fits loads, the rest keeps its initialisation (WORKDIR/init_report.json).
+  config.init_from = ''
+  config.init_from_ignore = ()  # regexes of names kept at init even when they fit
   return config

@@ -46,6 +46,10 @@ def get_config():
   config.data.eval_short_side = 64
   config.data.num_workers = 0  # 2 cores: decode in the main process
 
+  # Random weights by default; the init_from chain (a 2-D checkpoint -> this run) is in the
+  # README and configs/demo_toy_image_r50_bat.py.
+  config.init_from = 'scratch'
+
   config.global_batch_size = 16
   # 320 clips: 20 steps/epoch, 1200 steps. Seeds 0/1/2 reached 98.75/90.00/91.25% clip top-1 with
   # this schedule; 600 steps at 0.02 gave 58.75-88.75% and 1200 at 0.02 81.25-100% (README).
