@@ -103,8 +103,8 @@ def test_training_field_values():
   assert "config.init_from='/nonexistent/run': no checkpoint there" in _error(cfg)
 
 
-VIDEO_RECIPES = ('kinetics_c2d_3dbat', 'kinetics_i3d_nl', 'kinetics_tsm_r50', 'mini_kinetics_c2d_bat',
-                 'ssv1_rsa_r50')
+VIDEO_RECIPES = ('kinetics_c2d_3dbat', 'kinetics_i3d_nl', 'kinetics_tsm_r50',
+                 'mini_kinetics_c2d_bat', 'ssv1_rsa_r50')
 
 
 @pytest.mark.parametrize('name', VIDEO_RECIPES)

@@ -2,8 +2,9 @@
 (random weights and BN statistics), imported with ``bat_jax.tools.import_torch``, fed one decoded
 mp4 clip through this code base's evaluation pipeline with the Kinetics recipes' ``data.mean`` /
 ``data.std``, gives the logits of a float64 NumPy transcription of the released forward
-(``models/resnet.py``: conv1 1x7x7 stride (1, 2, 2), max pool 1x3x3 stride (1, 2, 2), pool2 ``MaxPool3d((2, 1, 1))``, bottlenecks strided on the 3x3, BAT blocks ``layer{L}.nl{i}``,
-average pool, 1x1x1 conv classifier) on the same clip decoded as RGB (PyAV ``rgb24``, as lintel's
+(``models/resnet.py``: conv1 1x7x7 stride (1, 2, 2), max pool 1x3x3 stride (1, 2, 2), pool2
+``MaxPool3d((2, 1, 1))``, bottlenecks strided on the 3x3, BAT blocks ``layer{L}.nl{i}``, average
+pool, 1x1x1 conv classifier) on the same clip decoded as RGB (PyAV ``rgb24``, as lintel's
 RGB24) minus (103.939, 116.779, 123.68) on R, G, B with std 1 (``main.py``'s
 ``GroupNormalize``). No channel flip anywhere. Width 8, 8 frames of 64x64, the toy demo's block
 settings (k=4, s=4, tk=2, ts=4 after res3 block 1 and res4 block 1).
