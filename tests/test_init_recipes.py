@@ -28,6 +28,7 @@ INIT_FROM = {
                      'kinetics_tsm_r50', 'ssv1_rsa_r50', 'mini_kinetics_c2d',
                      'mini_kinetics_c2d_nl'),
     'imagenet_r50_nl': ('mini_kinetics_c2d_nl_pretrained',),
+    'demo_toy_image_r50_bat': ('demo_toy_c2d_3dbat',),  # the toy init_from chain (README)
 }
 _NEW_BLOCK = re.compile(r'_nonlocal\d+/|/conv2/(proj/|H1|H2|G|P1|I)|/predictor/predict_t/')
 
