@@ -3,10 +3,15 @@
 C2D ResNet-50, 8 frames at stride 8, 224 crops; SGD momentum 0.9, lr 0.01 at batch 64 (scaled
 linearly with the global batch), x0.1 at epochs 40/80, 100 epochs, no warm-up; weight decay 1e-4
 on conv/FC weights only (no decay on BN and biases); gradient-norm clip 20; dropout 0.5 before
-the classifier; BAT blocks use channel dropout 0.2.
+the classifier; BAT blocks use channel dropout 0.2. Data as the released BAT video code: multi-scale
+corner crops (TSN's GroupMultiScaleCrop) + flip, RGB 0-255 minus (103.939, 116.779, 123.68).
+Initialised from ImageNet (``init_from``; docs/recipes.md says from which config).
 """
 
 import ml_collections
+
+# Released BAT video main.py: input_mean = [103.939, 116.779, 123.68], subtracted from R, G, B.
+BAT_VIDEO_MEAN_255 = (103.939, 116.779, 123.68)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -29,11 +34,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_frames = 8
   config.data.frame_stride = 8
   config.data.crop_size = 224  # training crop; 'clip' and '250view' eval crops
-  config.data.train_short_side = (256, 320)  # scale jittering, inclusive
+  # Released BAT video main.py: GroupMultiScaleCrop(224, [1, .875, .75, .66]) + flip on frames
+  # decoded at one short side (here 256, the size its validation resizes to); the Non-local rows
+  # use scale jitter: train_augment='scale_jitter', train_short_side=(256, 320) (inclusive).
+  config.data.train_augment = 'multiscale_crop'
+  config.data.train_short_side = (256, 256)
   config.data.eval_short_side = 256  # eval resize; also the '30view' (fully-convolutional) crop
   config.data.random_flip = True
-  config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB
-  config.data.std = (0.229, 0.224, 0.225)
+  # The pipeline computes (x / 255 - mean) / std on RGB; released BAT video main.py:
+  # GroupNormalize([103.939, 116.779, 123.68], [1]) on RGB 0-255 frames (lintel RGB24,
+  # Stack(roll=False)), i.e. x - (103.939, 116.779, 123.68) on R, G, B in that order, std 1.
+  config.data.mean = tuple(m / 255.0 for m in BAT_VIDEO_MEAN_255)
+  config.data.std = (1.0 / 255.0,) * 3
   config.data.train_split = 'train'
   config.data.eval_split = 'val'  # also finds validate.csv / validate/
   config.data.num_workers = 8  # grain worker processes (0: decode in the main process)
@@ -46,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.base_learning_rate = 0.01  # per lr_base_batch_size clips
   config.lr_base_batch_size = 64
   config.schedule = 'step'
+  config.cosine_span = 'after_warmup'  # schedule='cosine': or 'all_steps' (Mini-Kinetics)
   config.warmup_epochs = 0
   config.lr_decay_epochs = (40, 80)
   config.lr_decay_factor = 0.1
@@ -63,6 +76,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
   config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM
   config.keep_checkpoints = 3
-  config.init_from = ''  # a checkpoint step dir / checkpoints dir / workdir to load weights from
-  config.init_from_ignore = ()  # regexes of names kept at init, e.g. ('^params/fc/',)
+  # Required: the ImageNet weights to start from (a checkpoint step dir / checkpoints dir /
+  # workdir; docs/recipes.md says which ImageNet config fits; released scripts: --resume
+  # <ImageNet checkpoint> --soft_resume), or 'scratch' for random weights. Loading is soft: what
+  # fits loads, the rest keeps its initialisation (WORKDIR/init_report.json).
+  config.init_from = ''
+  config.init_from_ignore = ()  # regexes of names kept at init even when they fit
   return config

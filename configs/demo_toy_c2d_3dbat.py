@@ -42,9 +42,16 @@ def get_config():
   config.data.num_frames = 8
   config.data.frame_stride = 3
   config.data.crop_size = 64
+  config.data.train_augment = 'scale_jitter'
   config.data.train_short_side = (64, 72)
+  config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB, ImageNet (the demo's documented runs)
+  config.data.std = (0.229, 0.224, 0.225)
   config.data.eval_short_side = 64
   config.data.num_workers = 0  # 2 cores: decode in the main process
+
+  # Random weights by default; the init_from chain (a 2-D checkpoint -> this run) is in the
+  # README and configs/demo_toy_image_r50_bat.py.
+  config.init_from = 'scratch'
 
   config.global_batch_size = 16
   # 320 clips: 20 steps/epoch, 1200 steps. Seeds 0/1/2 reached 98.75/90.00/91.25% clip top-1 with

@@ -15,4 +15,7 @@ def get_config():
   config.num_epochs = 50
   config.warmup_epochs = 2
   config.schedule = 'cosine'
+  # The cosine's phase is the global step from the first warm-up step (released main.py,
+  # adjust_learning_rate: lr * 0.5 * (cos(step / nmax * pi) + 1), nmax = all steps).
+  config.cosine_span = 'all_steps'
   return config

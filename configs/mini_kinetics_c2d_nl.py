@@ -13,4 +13,8 @@ def get_config():
   config = mini_kinetics_c2d.get_config()
   config.model.block = blocks.nonlocal_block()
   config.model.insertions = blocks.insertions(blocks.FIVE_BLOCKS)
+  # The Non-local paper's augmentation (Wang et al.; BAT §4.1 cites it): scale jitter
+  # [256, 320], random 224 crop.
+  config.data.train_augment = 'scale_jitter'
+  config.data.train_short_side = (256, 320)
   return config

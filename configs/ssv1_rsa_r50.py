@@ -40,4 +40,8 @@ def get_config():
   config.model.stochastic_depth = 0.2
   config.data.sampling = 'segments'
   config.data.no_flip_keywords = ('left', 'right')
+  config.data.train_augment = 'scale_jitter'  # see the docstring
+  config.data.train_short_side = (256, 320)
+  config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB, ImageNet mean / std (torchvision)
+  config.data.std = (0.229, 0.224, 0.225)
   return config

@@ -143,7 +143,9 @@ def test_evaluate_restores_onto_another_device_count(tmp_path, reference, cache_
   assert result['loss'] == pytest.approx(final['eval_loss'], rel=1e-4)
 
 
-def test_init_from_loads_matching_weights_and_names_the_rest(reference):
+def test_init_from_loads_what_fits_and_reports_the_rest(reference):
+  """Soft loading (released ``--soft_resume``): the classifier of another class count keeps its
+  fresh values and is reported with its shapes; every other array equals the checkpoint's."""
   cfg = h.get_config('image')
   cfg.model.num_classes = 5  # a new classifier
   model = build_model(cfg.model)
@@ -153,15 +155,17 @@ def test_init_from_loads_matching_weights_and_names_the_rest(reference):
   abstract = state_lib.abstract_train_state(model, tx, shape, mesh)
   fresh = state_lib.create_train_state(model, tx, 1, shape, mesh)
 
-  with pytest.raises(CheckpointMismatchError) as e:
-    load_init_variables(reference, abstract, fresh)
-  assert 'params/fc/kernel checkpoint (32, 4) vs model (32, 5)' in str(e.value)
-  assert 'params/fc/bias checkpoint (4,) vs model (5,)' in str(e.value)
-  assert 'config.init_from_ignore' in str(e.value)
-
-  params, batch_stats = load_init_variables(reference, abstract, fresh, ignore=('^params/fc/',))
+  params, batch_stats, report = load_init_variables(reference, abstract, fresh)
+  assert report['reinitialised'] == {
+      'params/fc/bias': 'shape: checkpoint [4] vs model [5] (classifier: 4 classes in the '
+                        'checkpoint, 5 in the model (model.num_classes))',
+      'params/fc/kernel': 'shape: checkpoint [32, 4] vs model [32, 5] (classifier: 4 classes in '
+                          'the checkpoint, 5 in the model (model.num_classes))'}
+  assert report['unused'] == ['params/fc/bias', 'params/fc/kernel']
+  assert report['inflated'] == {} and report['counts']['reinitialised'] == 2
   saved = h.load_params(reference, STEPS)
   got, want, init = h.flat(params), h.flat(saved['params']), h.flat(fresh.params)
+  assert len(report['loaded']) == len(got) - 2 + len(h.flat(batch_stats))
   for name in got:
     if name.startswith("['fc']"):
       np.testing.assert_array_equal(got[name], np.asarray(init[name]))
@@ -172,6 +176,20 @@ def test_init_from_loads_matching_weights_and_names_the_rest(reference):
   for name in got_bs:
     np.testing.assert_array_equal(got_bs[name], want_bs[name])
 
+  # init_from_ignore keeps names at init although they fit.
+  params, _, report = load_init_variables(reference, abstract, fresh, ignore=('^params/conv1/',))
+  assert report['reinitialised']['params/conv1/kernel'] == 'named by config.init_from_ignore'
+  np.testing.assert_array_equal(np.asarray(params['conv1']['kernel']),
+                                np.asarray(fresh.params['conv1']['kernel']))
+
+  other = h.get_config('video')  # nothing of a ResNet-18 fits a C2D-ResNet-50 ...
+  other.model.width, other.model.num_classes = 3, 7
+  model = build_model(other.model)
+  abstract = state_lib.abstract_train_state(model, tx, state_lib.init_input_shape(other.model),
+                                            mesh)
+  with pytest.raises(CheckpointMismatchError, match='no array of the checkpoint fits'):
+    load_init_variables(reference, abstract, abstract)
+
 
 def test_init_from_in_the_loop(tmp_path, reference):
   """``config.init_from`` starts a fresh run from another run's weights (lr 0: they stay)."""
@@ -181,6 +199,10 @@ def test_init_from_in_the_loop(tmp_path, reference):
   cfg.base_learning_rate = 0.0
   cfg.num_train_steps, cfg.eval_every_steps, cfg.checkpoint_every_steps = 1, 0, 0
   loop.train_and_evaluate(cfg, str(tmp_path))
+  with open(tmp_path / 'init_report.json') as f:
+    report = json.load(f)
+  assert report['reinitialised'] == {} and report['unused'] == []
+  assert report['init_from'] == os.path.join(reference, 'checkpoints', str(STEPS))
   got, want = h.load_params(str(tmp_path), 1), h.load_params(reference, STEPS)
   assert int(got['step']) == 1
   for name, value in h.flat(want['params']).items():

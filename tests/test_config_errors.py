@@ -1,6 +1,7 @@
 """Config errors stop the run at start-up with a message naming the field and what is allowed,
 before any device, data or compile work (nothing is written to the workdir)."""
 
+import importlib
 import os
 
 import ml_collections
@@ -119,3 +120,32 @@ def test_crop_scale_values():
   cfg.data.data_dir = '/tmp'
   cfg.data.random_resized_crop_scale = (0.5, 0.2)
   assert 'config.data.random_resized_crop_scale=(0.5, 0.2); allowed' in _error(cfg)
+VIDEO_RECIPES = ('kinetics_c2d_3dbat', 'kinetics_i3d_nl', 'kinetics_tsm_r50',
+                 'mini_kinetics_c2d_bat', 'ssv1_rsa_r50')
+
+
+@pytest.mark.parametrize('name', VIDEO_RECIPES)
+def test_video_recipes_need_init_from(name):
+  """A video recipe without ``init_from`` stops naming the field and the ways to get weights;
+  ``'scratch'`` says random weights are meant."""
+  cfg = importlib.import_module(f'configs.{name}').get_config()
+  cfg.data = h.get_config('video').data  # a data set that needs no folder
+  cfg.init_from = ''
+  msg = _error(cfg)
+  assert msg.startswith('config.init_from is empty, but ') and 'is a video model' in msg
+  assert 'configs/imagenet_r50*.py' in msg and 'python -m bat_jax.tools.import_torch' in msg
+  assert '--config.init_from=scratch' in msg
+  cfg.init_from = 'scratch'
+  loop.validate_config(cfg)
+
+
+def test_missing_init_from_stops_before_any_work(tmp_path):
+  cfg = h.get_config('video')
+  cfg.init_from = ''
+  workdir = tmp_path / 'run'
+  with pytest.raises(loop.ConfigError, match='config.init_from is empty'):
+    loop.train_and_evaluate(cfg, str(workdir))
+  assert not workdir.exists()
+  image = h.get_config('image')  # image recipes start at random weights by default
+  image.init_from = ''
+  loop.validate_config(image)

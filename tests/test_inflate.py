@@ -31,8 +31,7 @@ from bat_jax.models.registry import i3d_temporal_kernels
 from bat_jax.tools import inflate
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
-from bat_jax.training.checkpoint import (CheckpointMismatchError, load_init_variables,
-                                         write_variables_checkpoint)
+from bat_jax.training.checkpoint import load_init_variables, write_variables_checkpoint
 from configs import blocks
 
 NUM_CLASSES = 6
@@ -130,7 +129,9 @@ def test_c2d_takes_the_image_checkpoint_unchanged(image_run):
   model, abstract = _abstract(cfg)
   # Every name loads (no inflation, nothing at init), so the abstract state can stand in for
   # the initial one.
-  params, batch_stats = load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
+  params, batch_stats, report = load_init_variables(workdir, abstract, abstract,
+                                                    model_config=cfg.model)
+  assert report['reinitialised'] == {} and report['unused'] == [] and not report['inflated']
   got, want = _flat({'params': params, 'batch_stats': batch_stats}), _flat(variables)
   assert got.keys() == want.keys()
   for name in want:
@@ -145,8 +146,11 @@ def test_i3d_equals_the_2d_model_where_no_padding_reaches(image_run):
   num_frames = 40
   cfg = _cfg('i3d_resnet50', (num_frames, 32, 32))
   model, abstract = _abstract(cfg)
-  params, batch_stats = load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
+  params, batch_stats, report = load_init_variables(workdir, abstract, abstract,
+                                                    model_config=cfg.model)
   p3, p2 = _flat(params), _flat(variables['params'])
+  assert report['inflated'] == {'params/' + n: 3 if n != 'conv1/kernel' else 5
+                                for n in p3 if p3[n].shape != p2[n].shape}
   assert p3['conv1/kernel'].shape == (5, 7, 7, 3, 4)
   np.testing.assert_allclose(p3['conv1/kernel'], np.repeat(p2['conv1/kernel'], 5, 0) / 5,
                              rtol=1e-6)
@@ -172,30 +176,37 @@ def test_i3d_equals_the_2d_model_where_no_padding_reaches(image_run):
 
 
 def test_video_from_image_reinitialises_classifier_and_new_temporal_predictor(image_run):
-  """Class count differs and the 3D BAT-Block has a temporal predictor the 2D one lacks: with
-  the run's model config (a video model fed an image checkpoint) both start at init; without it
-  they are errors that name them."""
+  """Class count differs and the 3D BAT-Block has a temporal predictor the 2D one lacks: both
+  keep their fresh values, and the report says why (with the run's model config the transfer is
+  known to be image -> video)."""
   workdir, _, variables, _, _, _ = image_run
   cfg = _cfg('c2d_resnet50', (4, 32, 32), num_classes=3, temporal_groups=2)
   model, abstract = _abstract(cfg)
-  with pytest.raises(CheckpointMismatchError) as e:
-    load_init_variables(workdir, abstract, abstract)
-  msg = str(e.value)
-  assert 'params/fc/kernel checkpoint (128, 6) vs model (128, 3)' in msg
-  assert 'params/res3_bat1/predictor/predict_t/conv/kernel' in msg
-  assert '6 classes in the checkpoint, 3 in the model (model.num_classes)' in msg
-
   # A stand-in for the freshly initialised state: every entry a distinct constant.
   counter = iter(range(1, 10**6))
   fresh = jax.tree.map(lambda a: jnp.full(a.shape, float(next(counter)), a.dtype), abstract)
-  params, batch_stats = load_init_variables(workdir, abstract, fresh, model_config=cfg.model)
+  at_init = {'params/fc/kernel', 'params/fc/bias',
+             'params/res3_bat1/predictor/predict_t/conv/kernel',
+             'params/res3_bat1/predictor/predict_t/conv/bias'}
+  _, _, report = load_init_variables(workdir, abstract, fresh)
+  assert set(report['reinitialised']) == at_init
+  assert report['reinitialised']['params/fc/kernel'] == (
+      'shape: checkpoint [128, 6] vs model [128, 3] (classifier: 6 classes in the checkpoint, '
+      '3 in the model (model.num_classes))')
+  assert report['reinitialised']['params/res3_bat1/predictor/predict_t/conv/kernel'] == (
+      'not in the checkpoint')
+
+  params, batch_stats, report = load_init_variables(workdir, abstract, fresh,
+                                                    model_config=cfg.model)
+  assert report['reinitialised']['params/fc/kernel'] == (
+      'classifier: another class count (model.num_classes)')
+  assert report['reinitialised']['params/res3_bat1/predictor/predict_t/conv/kernel'] == (
+      'new in the 3-D model (temporal predictor of a block loaded from 2-D)')
+  assert report['unused'] == ['params/fc/bias', 'params/fc/kernel']
   got, init = _flat({'params': params, 'batch_stats': batch_stats}), _flat(
       {'params': fresh.params, 'batch_stats': fresh.batch_stats})
   want = _flat(variables)
-  at_init = {n for n in got if n.startswith(('params/fc/', 'params/res3_bat1/predictor/predict_t/'))}
-  assert at_init == {'params/fc/kernel', 'params/fc/bias',
-                     'params/res3_bat1/predictor/predict_t/conv/kernel',
-                     'params/res3_bat1/predictor/predict_t/conv/bias'}
+  assert set(report['loaded']) == set(got) - at_init
   for name in got:
     np.testing.assert_array_equal(got[name], init[name] if name in at_init else want[name],
                                   err_msg=name)
@@ -204,24 +215,22 @@ def test_video_from_image_reinitialises_classifier_and_new_temporal_predictor(im
                                 want['params/res3_bat1/predictor/predict_p/conv/kernel'])
 
 
-def test_bat_groups_or_size_must_match(image_run):
+def test_bat_groups_or_size_that_differ_are_reinitialised_and_named(image_run):
   workdir = image_run[0]
   cfg = _cfg('c2d_resnet50', (4, 32, 32), groups=4)
   _, abstract = _abstract(cfg)
-  with pytest.raises(CheckpointMismatchError) as e:
-    load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
-  msg = str(e.value)
-  assert 'params/res3_bat1/predictor/conv/kernel checkpoint (1, 1, 1, 16, 2) vs model ' \
-         '(1, 1, 1, 16, 4)' in msg
-  assert 'hint: BAT groups: k=2 in the checkpoint, k=4 in the model (model.block.groups; the ' \
-         'spatial k must match)' in msg
+  _, _, report = load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
+  assert report['reinitialised']['params/res3_bat1/predictor/conv/kernel'] == (
+      'shape: checkpoint [1, 1, 1, 16, 2] vs model [1, 1, 1, 16, 4] (BAT groups: k=2 in the '
+      'checkpoint, k=4 in the model (model.block.groups; the spatial k must match))')
+  assert 'params/res3_bat1/predictor/conv/kernel' in report['unused']
 
   cfg = _cfg('c2d_resnet50', (4, 32, 32))
   cfg.model.block.size = 2
   _, abstract = _abstract(cfg)
-  with pytest.raises(CheckpointMismatchError, match=r'window 4 in the checkpoint, 2 in the model '
-                     r'\(model.block.size; must match\)'):
-    load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
+  _, _, report = load_init_variables(workdir, abstract, abstract, model_config=cfg.model)
+  assert ('window 4 in the checkpoint, 2 in the model (model.block.size; must match)'
+          in report['reinitialised']['params/res3_bat1/predictor/predict_p/conv/kernel'])
 
 
 def test_plan_sorts_every_name():
@@ -244,3 +253,10 @@ def test_plan_sorts_every_name():
   assert values.keys() == target.keys()
   np.testing.assert_allclose(values['params/conv1/kernel'], 0.2)
   assert not values['params/fc/kernel'].any()
+  report = plan.init_report()
+  assert report['counts'] == {'loaded': 1, 'inflated': 1, 'reinitialised': 3, 'unused': 2}
+  assert report['unused'] == ['params/fc/kernel', 'params/old']
+  ignoring = inflate.plan_transfer(source, target, video_from_image=True, ignore=('conv1',))
+  assert ignoring.ignored == ['params/conv1/kernel'] and not ignoring.inflate
+  assert ignoring.init_report()['reinitialised']['params/conv1/kernel'] == (
+      'named by config.init_from_ignore')

@@ -1,6 +1,7 @@
 """Trainer pieces in-process: schedules, weight-decay mask, clipping, loss, eval metrics, the
 synthetic data set's sharding and state, and that a short run learns."""
 
+import importlib
 import json
 import os
 
@@ -73,6 +74,28 @@ def test_cosine_schedule():
   assert float(lr(total)) == pytest.approx(0.0, abs=1e-9)
   values = [float(lr(s)) for s in range(20, total)]
   assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_cosine_over_all_steps_as_the_released_video_code():
+  """``cosine_span='all_steps'``: after the warm-up, lr(s) = peak (1 + cos(pi s / N)) / 2 with s
+  the global step (released ``main.py`` ``adjust_learning_rate``, float64 reference)."""
+  cfg = _recipe(base_learning_rate=0.01, lr_base_batch_size=64, global_batch_size=128,
+                schedule='cosine', warmup_epochs=2, cosine_span='all_steps')
+  total, spe, peak = 50 * 10, 10, 0.02
+  lr = optim.learning_rate_schedule(cfg, spe, total)
+  steps_after = np.arange(20, total + 1)
+  want = peak * 0.5 * (np.cos(steps_after / total * np.pi) + 1.0)
+  np.testing.assert_allclose([float(lr(s)) for s in steps_after], want, rtol=1e-5, atol=1e-9)
+  assert float(lr(20)) < peak  # the cosine does not restart at the peak
+  assert float(lr(19)) == pytest.approx(peak)
+  for name in ('mini_kinetics_c2d', 'mini_kinetics_c2d_bat', 'mini_kinetics_c2d_nl'):
+    assert importlib.import_module(f'configs.{name}').get_config().cosine_span == 'all_steps'
+
+
+def test_cosine_span_is_validated():
+  cfg = _recipe(schedule='cosine', cosine_span='everything')
+  with pytest.raises(loop.ConfigError, match='config.cosine_span'):
+    loop.validate_config(cfg)
 
 
 # --------------------------------------------------------------------------------------------

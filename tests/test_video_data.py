@@ -302,6 +302,79 @@ def test_center_spatial_crops_and_flip():
   np.testing.assert_array_equal(flipped[..., 1], f[..., 1][:, :, ::-1])
 
 
+def _tsn_multiscale_reference(image_h, image_w, input_size, scales, max_distort):
+  """Written from TSN's ``GroupMultiScaleCrop`` (``_sample_crop_size``, ``fill_fix_offset`` with
+  ``more_fix_crop``): returns (pairs, offsets of each pair) in TSN's own (w, h) / (x, y) terms."""
+  base_size = min(image_w, image_h)
+  crop_sizes = [int(base_size * x) for x in scales]
+  crop_h = [input_size if abs(x - input_size) < 3 else x for x in crop_sizes]
+  crop_w = [input_size if abs(x - input_size) < 3 else x for x in crop_sizes]
+  pairs = [(w, h) for i, h in enumerate(crop_h) for j, w in enumerate(crop_w)
+           if abs(i - j) <= max_distort]
+  offsets = []
+  for w, h in pairs:
+    w_step, h_step = (image_w - w) // 4, (image_h - h) // 4
+    named = {'upper left': (0, 0), 'upper right': (4 * w_step, 0), 'lower left': (0, 4 * h_step),
+             'lower right': (4 * w_step, 4 * h_step), 'center': (2 * w_step, 2 * h_step),
+             'center left': (0, 2 * h_step), 'center right': (4 * w_step, 2 * h_step),
+             'lower center': (2 * w_step, 4 * h_step), 'upper center': (2 * w_step, 0),
+             'upper left quarter': (w_step, h_step), 'upper right quarter': (3 * w_step, h_step),
+             'lower left quarter': (w_step, 3 * h_step),
+             'lower right quarter': (3 * w_step, 3 * h_step)}
+    offsets.append(list(named.values()))
+  return pairs, offsets
+
+
+@pytest.mark.parametrize('h,w,crop,scales,distort', [
+    (256, 340, 224, (1, .875, .75, .66), 1),  # Kinetics at short side 256
+    (226, 300, 224, (1, .875, .75, .66), 1),  # 226 snaps to 224 (within 3 pixels)
+    (320, 256, 224, (1, .875, .75, .66), 2),  # portrait, wider distortion
+    (64, 64, 64, (1, .875, .75, .66), 1),  # square: steps 0 on one axis for square crops
+])
+def test_multiscale_crop_candidates_match_tsn(h, w, crop, scales, distort):
+  got = V.multiscale_crop_candidates(h, w, crop, scales, distort)
+  pairs, offsets = _tsn_multiscale_reference(h, w, crop, scales, distort)
+  want = [(y, x, ph, pw) for (pw, ph), offs in zip(pairs, offsets) for x, y in offs]
+  assert got == want
+  assert len(got) == 13 * len(pairs)
+  n = len(scales)
+  assert len(pairs) == sum(abs(i - j) <= distort for i in range(n) for j in range(n))
+  for y, x, ch, cw in got:
+    assert 0 <= y and y + ch <= h and 0 <= x and x + cw <= w
+
+
+def test_multiscale_crop_same_crop_for_every_frame_resized_bilinear():
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (3, 40, 56, 3), np.uint8)
+  frames[1] = frames[0]  # two equal frames must stay equal
+  candidates = V.multiscale_crop_candidates(40, 56, 32)
+  seen = set()
+  for seed in range(40):
+    pick = candidates[int(np.random.default_rng(seed).integers(len(candidates)))]
+    out = V.multiscale_crop(frames, 32, np.random.default_rng(seed))
+    assert out.shape == (3, 32, 32, 3) and out.dtype == np.uint8
+    y, x, ch, cw = pick
+    for t in range(3):
+      want = np.asarray(Image.fromarray(frames[t, y:y + ch, x:x + cw]).resize((32, 32),
+                                                                            Image.BILINEAR))
+      np.testing.assert_array_equal(out[t], want)
+    np.testing.assert_array_equal(out[0], out[1])
+    seen.add(pick)
+  assert len(seen) > 20  # many different crops are drawn
+
+
+def test_train_augment_field_is_checked():
+  with pytest.raises(ValueError, match='config.data.train_augment=.random_resized.'):
+    V.check_train_augment('random_resized', (256, 256))
+  with pytest.raises(ValueError, match=r'config.data.train_short_side=\(256, 320\)'):
+    V.check_train_augment('multiscale_crop', (256, 320))
+  V.check_train_augment('multiscale_crop', (256, 256))
+  V.check_train_augment('scale_jitter', (256, 320))
+  with pytest.raises(ValueError, match='config.data.train_short_side'):
+    pipeline.make_train_iterator(_cfg('.', train_augment='multiscale_crop'), 2,
+                                 records=[('a.mp4', 0)] * 4)
+
+
 def test_normalize_matches_formula():
   x = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), np.uint8)
   y = V.normalize(x, MEAN, STD)
@@ -422,8 +495,11 @@ def test_train_batches_follow_the_shard_order(coded_root):
   single.close()
 
 
-def test_train_augmentation_jitters_crops_and_flips(coded_root):
-  it = pipeline.make_train_iterator(_cfg(coded_root), 14, seed=0)
+@pytest.mark.parametrize('augment', [
+    dict(),  # scale jitter
+    dict(train_augment='multiscale_crop', train_short_side=(32, 32))])
+def test_train_augmentation_jitters_crops_and_flips(coded_root, augment):
+  it = pipeline.make_train_iterator(_cfg(coded_root, **augment), 14, seed=0)
   g = _denorm(np.concatenate([b['video'] for b in _take(it, 3)]))[..., 1]
   it.close()
   slope = np.sign(g[:, 0, :, -1].mean(1) - g[:, 0, :, 0].mean(1))  # G ramp direction

@@ -54,12 +54,13 @@ video come from the same process in consecutive rows (view ``v`` = clip ``v // n
 
 ``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
 train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
-(0-1 RGB; default ImageNet), random_flip (default True), train_split ('train'),
-eval_split ('val'), num_threads (per-worker read threads, default 2), sampling ('dense',
-default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN segment sampling,
-:func:`bat_jax.data.video.segment_indices`, as RSA on Something-Something) and no_flip_keywords
-(default (): training clips whose class name contains one of these words are never flipped,
-:func:`no_flip_classes`).
+(0-1 RGB; default ImageNet), train_augment ('scale_jitter', default, or 'multiscale_crop' with
+train_short_side (s, s): :func:`bat_jax.data.video.train_transform`), random_flip (default
+True), train_split ('train'), eval_split ('val'), num_threads (per-worker read threads, default
+2), sampling ('dense', default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN
+segment sampling, :func:`bat_jax.data.video.segment_indices`, as RSA on Something-Something)
+and no_flip_keywords (default (): training clips whose class name contains one of these words
+are never flipped, :func:`no_flip_classes`).
 
 No-flip rule (RSA supplement §1: "we do not flip videos of which action labels include 'left' or
 'right' words"). A class is flip-forbidden when one of its name's words (the name lower-cased and
@@ -85,7 +86,7 @@ import numpy as np
 
 from bat_jax.data import kinetics
 from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, VideoDecodeError,
-                                eval_transform, train_transform)
+                                check_train_augment, eval_transform, train_transform)
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
            'reset_broken_files', 'train_position_order', 'eval_assignment', 'no_flip_classes']
@@ -488,7 +489,10 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   if not opts['crop_size'] <= lo <= hi:
     raise ValueError(f'need crop_size <= train_short_side[0] <= train_short_side[1], got '
                      f'{opts["crop_size"]}, ({lo}, {hi})')
-  opts.update(short_side_range=(lo, hi), flip=bool(_get(data_config, 'random_flip', True)))
+  augment = str(_get(data_config, 'train_augment', 'scale_jitter'))
+  check_train_augment(augment, (lo, hi))
+  opts.update(short_side_range=(lo, hi), flip=bool(_get(data_config, 'random_flip', True)),
+              augment=augment)
   paths = [p for p, _ in records]
   labels = np.asarray([l for _, l in records], np.int32)
   source = _TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)

@@ -10,6 +10,14 @@ spread over the video (``start = k / (K - 1)`` as a fraction of the valid start 
 side to 256 and takes a centre crop, 3 crops along the long side (fully-convolutional 30-view
 testing) or 10 crops (4 corners + centre, x flip; 250-view testing).
 
+``train_augment='multiscale_crop'`` is the released BAT video code's training crop instead
+(``main.py``: ``GroupMultiScaleCrop(224, [1, .875, .75, .66])`` + ``GroupRandomHorizontalFlip``;
+TSN's ``transforms.py``): frames decoded at one short side, a crop whose height and width are
+each one of ``base x scales`` (``base`` = the short side; sizes within 3 pixels of the output
+snapped to it), the two scale indices at most ``max_distort`` apart, its corner one of 13 fixed
+offsets, resized (bilinear) to ``crop x crop``; the same crop and flip for every frame
+(:func:`multiscale_crop_candidates`, :func:`multiscale_crop`).
+
 TSN segment sampling (``data.sampling='segments'``, RSA on Something-Something: supplement §1,
 released ``ops/dataset.py``): the video is split into ``num_frames`` equal segments and one frame
 is taken per segment, at a random offset in training and at the segment centre in evaluation
@@ -55,12 +63,18 @@ __all__ = [
     'center_crop',
     'spatial_crop',
     'horizontal_flip',
+    'multiscale_crop_candidates',
+    'multiscale_crop',
+    'TRAIN_AUGMENTS',
+    'check_train_augment',
     'normalize',
     'train_transform',
     'eval_transform',
 ]
 
 SAMPLINGS = ('dense', 'segments')  # data.sampling
+TRAIN_AUGMENTS = ('scale_jitter', 'multiscale_crop')  # data.train_augment
+MULTISCALE_SCALES = (1.0, 0.875, 0.75, 0.66)  # released main.py: GroupMultiScaleCrop(224, ...)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -530,6 +544,55 @@ def horizontal_flip(frames: np.ndarray) -> np.ndarray:
   return frames[:, :, ::-1]
 
 
+def multiscale_crop_candidates(height: int, width: int, crop_size: int,
+                               scales: Sequence[float] = MULTISCALE_SCALES,
+                               max_distort: int = 1) -> list[tuple[int, int, int, int]]:
+  """Every crop ``(y, x, h, w)`` TSN's ``GroupMultiScaleCrop`` (``fix_crop``,
+  ``more_fix_crop``) can take from a ``height x width`` frame; each is equally likely.
+
+  Sizes: ``int(min(height, width) * s)`` for ``s`` in ``scales``, replaced by ``crop_size`` when
+  within 3 pixels of it; the pairs ``(h_i, w_j)`` with ``|i - j| <= max_distort``, in the order
+  ``i`` (height) then ``j`` (width). Offsets of each pair, with ``dx = (width - w) // 4`` and
+  ``dy = (height - h) // 4``, as multiples ``(x / dx, y / dy)``: (0, 0), (4, 0), (0, 4), (4, 4),
+  (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3). TSN draws a pair and
+  then one of its 13 offsets uniformly, i.e. one of these ``13 x pairs`` entries uniformly.
+  """
+  if crop_size <= 0 or max_distort < 0 or not scales:
+    raise ValueError(f'multiscale crop: crop_size {crop_size}, max_distort {max_distort} and '
+                     f'scales {tuple(scales)} must be positive / >= 0 / non-empty')
+  base = min(height, width)
+  sizes = [crop_size if abs(int(base * s) - crop_size) < 3 else int(base * s) for s in scales]
+  if any(not 0 < z <= base for z in sizes):
+    raise ValueError(f'multiscale crop: scales {tuple(scales)} of the short side {base} give '
+                     f'crop sizes {sizes}; each must be in [1, {base}]')
+  fixed = ((0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0),
+           (1, 1), (3, 1), (1, 3), (3, 3))
+  out = []
+  for i, h in enumerate(sizes):
+    for j, w in enumerate(sizes):
+      if abs(i - j) > max_distort:
+        continue
+      dx, dy = (width - w) // 4, (height - h) // 4
+      out.extend((a * dy, b * dx, h, w) for b, a in fixed)
+  return out
+
+
+def multiscale_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
+                    scales: Sequence[float] = MULTISCALE_SCALES,
+                    max_distort: int = 1) -> np.ndarray:
+  """One of :func:`multiscale_crop_candidates` drawn uniformly, the same for every frame,
+  resized (PIL bilinear, as TSN) to ``crop_size x crop_size``."""
+  frames = np.asarray(frames)
+  _, height, width, _ = frames.shape
+  candidates = multiscale_crop_candidates(height, width, crop_size, scales, max_distort)
+  y, x, h, w = candidates[int(rng.integers(len(candidates)))]
+  out = np.empty((frames.shape[0], crop_size, crop_size, frames.shape[3]), np.uint8)
+  for i, f in enumerate(frames[:, y:y + h, x:x + w]):
+    out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize(
+        (crop_size, crop_size), Image.BILINEAR))
+  return out
+
+
 def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
               std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
   """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std`` (mean/std in 0-1 RGB units)."""
@@ -543,16 +606,31 @@ def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
   return out
 
 
+def check_train_augment(augment: str, short_side_range: Sequence[int]) -> None:
+  """Raises ``ValueError`` naming ``config.data.train_augment`` / ``train_short_side`` when
+  they do not go together."""
+  if augment not in TRAIN_AUGMENTS:
+    raise ValueError(f'config.data.train_augment={augment!r}; allowed: {list(TRAIN_AUGMENTS)}')
+  lo, hi = (int(x) for x in short_side_range)
+  if augment == 'multiscale_crop' and lo != hi:
+    raise ValueError(f'config.data.train_short_side=({lo}, {hi}): train_augment='
+                     "'multiscale_crop' decodes at one short side (give it twice)")
+
+
 def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: int,
                     crop_size: int, short_side_range: Sequence[int], flip: bool = True,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling: str = 'dense') -> np.ndarray:
-  """Decode a random clip; scale jitter (short side uniform in the inclusive range), random
-  crop, horizontal flip with p = 0.5 (none when ``flip`` is False), normalise -> float32
-  (T, crop, crop, 3). ``sampling``: ``'dense'`` (``num_frames`` x ``stride`` window) or
-  ``'segments'`` (TSN, random frame per segment; ``stride`` unused)."""
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling: str = 'dense',
+                    augment: str = 'scale_jitter') -> np.ndarray:
+  """Decode a random clip, crop, horizontal flip with p = 0.5 (none when ``flip`` is False),
+  normalise -> float32 (T, crop, crop, 3). ``augment``: ``'scale_jitter'`` (short side uniform
+  in the inclusive range, random ``crop x crop`` crop) or ``'multiscale_crop'`` (short side
+  ``short_side_range[0]``, which must equal ``[1]``; :func:`multiscale_crop`). ``sampling``:
+  ``'dense'`` (``num_frames`` x ``stride`` window) or ``'segments'`` (TSN, random frame per
+  segment; ``stride`` unused)."""
   lo, hi = int(short_side_range[0]), int(short_side_range[1])
   if lo < crop_size:
     raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
+  check_train_augment(augment, (lo, hi))
   short = int(rng.integers(lo, hi + 1))
   if sampling == 'segments':
     clip = decode_segments(path, num_frames, rng, train=True, short_side=short)
@@ -560,7 +638,10 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
     clip = decode_clip(path, num_frames, stride, None, rng, short_side=short)
   else:
     raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
-  clip = random_crop(clip, crop_size, rng)
+  if augment == 'multiscale_crop':
+    clip = multiscale_crop(clip, crop_size, rng)
+  else:
+    clip = random_crop(clip, crop_size, rng)
   if flip and rng.random() < 0.5:
     clip = horizontal_flip(clip)
   return normalize(clip, mean, std)

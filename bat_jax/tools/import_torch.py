@@ -572,8 +572,12 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
   Raises :class:`ImportMismatchError` under ``strict`` when anything is missing, unexpected or
   mismatched (nothing is written then). Names that do not fit keep the model's initial values
   (``model.init`` with ``seed``), computed only when there are any. ``flip_input_channels``
-  reverses ``conv1``'s input channels (a network trained on BGR frames, like the released BAT
-  video models, then takes this code base's RGB frames).
+  reverses ``conv1``'s input channels, for a network trained on BGR frames (OpenCV / Caffe2
+  pipelines) to take this code base's RGB frames. The released BAT video models need no flip:
+  their ``main.py`` decodes RGB (lintel RGB24, ``Stack(roll=False)``) and subtracts
+  (103.939, 116.779, 123.68) from R, G, B, which is the Kinetics recipes' ``data.mean`` /
+  ``data.std``. The report (log and ``import_report.json``, ``input``) gives the input
+  normalisation of ``config.data`` the weights will be used with.
   """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -600,8 +604,15 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
   target = {n: tuple(v.shape) for n, v in _flat(abstract).items()}
   plan = inflate.plan_transfer({n: a.shape for n, a in converted.arrays.items()}, target)
   report = ImportReport(checkpoint, len(state_dict), plan, converted)
+  data = config.get('data') or {}
+  pixels = {'mean_255': [round(255.0 * float(m), 4) for m in data.get('mean', ())],
+            'std_255': [round(255.0 * float(x), 4) for x in data.get('std', ())],
+            'flip_input_channels': bool(flip_input_channels)}
   if log:
     log(report.describe())
+    log(f'input: RGB 0-255 minus {pixels["mean_255"]}, divided by {pixels["std_255"]} '
+        f'(config.data.mean / std x 255)' + (', conv1 channels reversed (BGR-trained weights)'
+                                             if flip_input_channels else ''))
   if strict and not report.ok:
     raise ImportMismatchError(f'--strict: {checkpoint} does not fit config.model:\n'
                               f'{report.describe()}')
@@ -616,7 +627,8 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
   variables = _unflat({n: jnp.asarray(v, jnp.float32) for n, v in values.items()})
   variables.setdefault('batch_stats', {})
   ckpt_lib.write_variables_checkpoint(out, variables, config=config,
-                                      extra={'import_report.json': report.as_dict()})
+                                      extra={'import_report.json': {**report.as_dict(),
+                                                                    'input': pixels}})
   if log:
     log(f'wrote {os.path.join(out, "checkpoints", "0")}: use --config.init_from={out} or '
         f'evaluate.py --workdir={out}')
@@ -637,9 +649,10 @@ def main(argv: Sequence[str] | None = None) -> None:
   reader = flags.DEFINE_enum('reader', 'auto', list(READERS), 'How .pth files are read: torch '
                              '(torch.load weights_only=True), builtin (restricted unpickler, no '
                              'torch needed), auto (torch if installed).')
-  flip = flags.DEFINE_bool('flip_input_channels', False, 'Reverse conv1\'s input channels '
-                           '(BGR-trained weights, e.g. the released BAT video models, on RGB '
-                           'frames).')
+  flip = flags.DEFINE_bool('flip_input_channels', False, 'Reverse conv1\'s input channels, '
+                           'for weights trained on BGR frames (OpenCV / Caffe2 pipelines). Not '
+                           'for the released BAT video models: they were trained on RGB frames '
+                           'minus (103.939, 116.779, 123.68), the Kinetics recipes\' data.mean.')
   flags.mark_flags_as_required(['config', 'checkpoint', 'out'])
 
   def run(args: list[str]) -> None:

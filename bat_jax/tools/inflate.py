@@ -20,16 +20,23 @@ lies inside the clip (the zero padding at the clip's ends changes the frames nea
   BAT-Block;
 * ``reinit``: the classifier (``params/fc/*``) when its class count differs and the transfer is
   image -> video (``reinit_classifier``);
+* ``ignored``: would load, but match one of the ``ignore`` regexes (``config.init_from_ignore``):
+  kept at init;
 * ``missing`` / ``unexpected`` / ``mismatched``: everything else that does not fit; each
   mismatch comes with a hint when the cause is known (BAT groups ``k``, block grid ``s``,
   class count).
+
+``config.init_from`` applies a plan as the released BAT video code's ``--soft_resume`` does
+(``main.py``: ``load_checkpoint(model, state_dict, strict=not args.soft_resume)``): whatever
+fits is loaded, everything else keeps its fresh initialisation, and
+:meth:`TransferPlan.init_report` says which is which (``WORKDIR/init_report.json``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -93,6 +100,7 @@ class TransferPlan:
   inflate: dict[str, int]  # name -> t
   new: list[str]  # kept at init: new in a 2-D -> 3-D transfer
   reinit: list[str]  # kept at init: classifier with another class count
+  ignored: list[str]  # kept at init: would load, but config.init_from_ignore names them
   missing: list[str]  # in the model only
   unexpected: list[str]  # in the source only
   mismatched: list[tuple[str, Shape, Shape, str]]  # name, source, target, hint
@@ -100,8 +108,14 @@ class TransferPlan:
   @property
   def kept_at_init(self) -> list[str]:
     """Names that take the model's initial values (whatever the cause)."""
-    return sorted(set(self.new) | set(self.reinit) | set(self.missing)
+    return sorted(set(self.new) | set(self.reinit) | set(self.ignored) | set(self.missing)
                   | {m[0] for m in self.mismatched})
+
+  @property
+  def unused(self) -> list[str]:
+    """Names of the source that are not loaded (whatever the cause)."""
+    return sorted(set(self.unexpected) | set(self.reinit) | set(self.ignored)
+                  | {m[0] for m in self.mismatched}, key=_order)
 
   @property
   def ok(self) -> bool:
@@ -121,6 +135,9 @@ class TransferPlan:
       lines.append(f'  new in the 3-D model, kept at init ({len(self.new)}):{listed(self.new)}')
     if self.reinit:
       lines.append(f'  classifier re-initialised ({len(self.reinit)}):{listed(self.reinit)}')
+    if self.ignored:
+      lines.append(f'  kept at init by init_from_ignore ({len(self.ignored)}):'
+                   f'{listed(self.ignored)}')
     if self.missing:
       lines.append(f'  missing: in the model but not in the checkpoint ({len(self.missing)}):'
                    f'{listed(self.missing)}')
@@ -135,10 +152,29 @@ class TransferPlan:
 
   def as_dict(self) -> dict[str, Any]:
     return {'loaded': sorted(self.load), 'inflated': dict(sorted(self.inflate.items())),
-            'new': self.new, 'reinit': self.reinit, 'missing': self.missing,
+            'new': self.new, 'reinit': self.reinit, 'ignored': self.ignored,
+            'missing': self.missing,
             'unexpected': self.unexpected,
             'mismatched': [{'name': n, 'checkpoint': list(s), 'model': list(t), 'hint': h}
                            for n, s, t, h in self.mismatched]}
+
+  def init_report(self) -> dict[str, Any]:
+    """What a soft transfer (``config.init_from``) did with every name: ``loaded`` (same name
+    and shape), ``inflated`` (name -> t), ``reinitialised`` (name -> why it keeps its fresh
+    initialisation) and ``unused`` (checkpoint names not loaded), with their counts."""
+    why = {n: 'new in the 3-D model (temporal predictor of a block loaded from 2-D)'
+           for n in self.new}
+    why.update({n: 'classifier: another class count (model.num_classes)' for n in self.reinit})
+    why.update({n: 'named by config.init_from_ignore' for n in self.ignored})
+    why.update({n: 'not in the checkpoint' for n in self.missing})
+    why.update({n: f'shape: checkpoint {list(s)} vs model {list(t)}' + (f' ({h})' if h else '')
+                for n, s, t, h in self.mismatched})
+    reinitialised = {n: why[n] for n in sorted(why, key=_order)}
+    return {'counts': {'loaded': len(self.load), 'inflated': len(self.inflate),
+                       'reinitialised': len(reinitialised), 'unused': len(self.unused)},
+            'loaded': sorted(self.load, key=_order),
+            'inflated': dict(sorted(self.inflate.items())),
+            'reinitialised': reinitialised, 'unused': self.unused}
 
 
 def _order(name: str) -> tuple[bool, str]:
@@ -146,16 +182,18 @@ def _order(name: str) -> tuple[bool, str]:
 
 
 def plan_transfer(source: Mapping[str, Shape], target: Mapping[str, Shape], *,
-                  video_from_image: bool = False) -> TransferPlan:
+                  video_from_image: bool = False, ignore: Sequence[str] = ()) -> TransferPlan:
   """Sorts every name of ``source`` (checkpoint) and ``target`` (model) into a plan.
 
   ``video_from_image``: the transfer is an image model into a video model (``init_from`` of an
   ImageNet checkpoint): the temporal predictors of 3D BAT-Blocks whose 2D block is in the
   checkpoint are ``new``, and a classifier with another class count is ``reinit``. Without it
   those are ``missing`` / ``mismatched``. Inflation needs no flag: a ``(1, ...)`` kernel going
-  into a ``(t, ...)`` one has no other meaning.
+  into a ``(t, ...)`` one has no other meaning. ``ignore``: regexes (``re.search``) of names that
+  keep their initial values although they would load (``ignored``).
   """
-  load, new, reinit, missing, mismatched = [], [], [], [], []
+  patterns = [re.compile(p) for p in ignore]
+  load, new, reinit, ignored, missing, mismatched = [], [], [], [], [], []
   inflate: dict[str, int] = {}
   source_blocks = {m.group(1) for n in source if (m := re.match(r'^params/(.*)/predictor/', n))}
   for name in sorted(target, key=_order):
@@ -168,7 +206,10 @@ def plan_transfer(source: Mapping[str, Shape], target: Mapping[str, Shape], *,
         missing.append(name)
       continue
     s_shape = tuple(source[name])
-    if s_shape == t_shape:
+    fits = s_shape == t_shape or is_inflatable(s_shape, t_shape)
+    if fits and any(p.search(name) for p in patterns):
+      ignored.append(name)
+    elif s_shape == t_shape:
       load.append(name)
     elif is_inflatable(s_shape, t_shape):
       inflate[name] = t_shape[0]
@@ -177,8 +218,8 @@ def plan_transfer(source: Mapping[str, Shape], target: Mapping[str, Shape], *,
     else:
       mismatched.append((name, s_shape, t_shape, _hint(name, s_shape, t_shape)))
   unexpected = sorted(set(source) - set(target), key=_order)
-  return TransferPlan(load=load, inflate=inflate, new=new, reinit=reinit, missing=missing,
-                      unexpected=unexpected, mismatched=mismatched)
+  return TransferPlan(load=load, inflate=inflate, new=new, reinit=reinit, ignored=ignored,
+                      missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 
 def apply_plan(plan: TransferPlan, source: Mapping[str, Any],

@@ -284,43 +284,42 @@ def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
 
 def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,
                         ignore: Sequence[str] = (), *,
-                        model_config: Any = None) -> tuple[Any, Any]:
-  """``(params, batch_stats)`` of ``state`` with every entry found in ``init_from`` replaced.
+                        model_config: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+  """``(params, batch_stats, report)``: ``state``'s variables with every entry of ``init_from``
+  that fits loaded, as the released BAT video code's ``--soft_resume`` (``main.py``:
+  ``load_checkpoint(..., strict=not args.soft_resume)``).
 
-  Names the model has but the checkpoint lacks, and names whose shapes differ, are errors unless
-  they match one of the ``ignore`` regexes (``config.init_from_ignore``, e.g. ``'^params/fc/'``
-  for a new classifier), in which case they keep their initial values. Checkpoint entries the
-  model does not have are listed in the log and skipped.
+  A name loads when the checkpoint has it with the model's shape; 2-D -> 3-D
+  (``bat_jax.tools.inflate``): a ``(1, h, w, i, o)`` kernel going into a ``(t, h, w, i, o)`` one
+  (I3D) is inflated, i.e. repeated ``t`` times along time and divided by ``t``; a C2D model takes
+  an image checkpoint unchanged (same names and shapes). Every other name of the model keeps its
+  value in ``state`` (its fresh initialisation): names the checkpoint lacks, names whose shapes
+  differ (a new classifier, a BAT block with another ``groups`` k), the temporal predictor of a
+  3D BAT-Block fed from a 2D one, and names matching an ``ignore`` regex
+  (``config.init_from_ignore``). ``report`` (``TransferPlan.init_report``) lists loaded /
+  inflated / re-initialised (with the reason and, for a shape, the config field behind it) /
+  unused names; it is logged, and ``train.py`` writes it to ``WORKDIR/init_report.json``.
+  ``model_config`` (the run's ``config.model``) tells whether the transfer is image -> video.
 
-  2-D -> 3-D (``bat_jax.tools.inflate``): a ``(1, h, w, i, o)`` kernel going into a
-  ``(t, h, w, i, o)`` one (I3D) is inflated, i.e. repeated ``t`` times along time and divided by
-  ``t``; a C2D model takes an image checkpoint unchanged (same names and shapes). When
-  ``model_config`` (the run's ``config.model``) is a video model and the checkpoint's
-  ``config.json`` names an image model, the classifier is re-initialised if the class count
-  differs and 3D BAT-Blocks fed from 2D ones keep their new temporal predictor
-  (``predictor/predict_t``) at init -- both without ``init_from_ignore``. The BAT blocks' other
-  weights (predictor included) must fit: a different ``groups`` (k) or ``size`` (s) is an error
-  that names the field.
+  Raises ``CheckpointMismatchError`` when nothing at all fits (another model entirely).
   """
   from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
 
   state_dir = resolve_state_dir(init_from)
   saved = _variables_only(flat_shapes(_tree_metadata(state_dir)))
   model = _variables_only(flat_shapes(abstract_state.as_dict()))
-  plan = inflate.plan_transfer(saved, model,
+  plan = inflate.plan_transfer(saved, model, ignore=ignore,
                                video_from_image=_video_from_image(state_dir, model_config))
-  patterns = [re.compile(p) for p in ignore]
-  ignored = lambda name: any(p.search(name) for p in patterns)  # noqa: E731
-  fatal = TreeDiff(missing=[n for n in plan.missing if not ignored(n)], unexpected=[],
-                   mismatched=[(n, s, t) for n, s, t, _ in plan.mismatched if not ignored(n)])
-  if fatal:
-    hints = sorted({h for n, _, _, h in plan.mismatched if h and not ignored(n)})
+  if not plan.load and not plan.inflate:
     raise CheckpointMismatchError(
-        f'config.init_from={init_from!r} ({state_dir.parent}) does not fit config.model:\n'
-        f'{fatal.describe()}\n' + ''.join(f'  hint: {h}\n' for h in hints) +
-        'Add regexes of names to keep at their initial values to '
-        'config.init_from_ignore (e.g. "^params/fc/" for a new classifier).')
-  if not plan.ok or plan.inflate or plan.new or plan.reinit:
+        f'config.init_from={init_from!r} ({state_dir.parent}): no array of the checkpoint fits '
+        f'config.model (same name and shape):\n{plan.describe()}')
+  report = {'init_from': os.fspath(state_dir.parent), **plan.init_report()}
+  counts = report['counts']
+  logging.info('init_from %s: loaded %d arrays, inflated %d, re-initialised %d, %d of the '
+               'checkpoint unused', state_dir.parent, counts['loaded'], counts['inflated'],
+               counts['reinitialised'], counts['unused'])
+  if report['reinitialised'] or report['unused']:
     logging.warning('init_from %s:\n%s', state_dir.parent, plan.describe())
   abstract_vars = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
   wanted = set(plan.load) | set(plan.inflate)
@@ -345,9 +344,7 @@ def load_init_variables(init_from: str, abstract_state: TrainState, state: Train
   merged = jax.tree_util.tree_map_with_path(
       lambda path, leaf: loaded_flat.get(_name(path), leaf),
       {'params': state.params, 'batch_stats': state.batch_stats})
-  logging.info('init_from %s: loaded %d of %d arrays (%d inflated)', state_dir.parent,
-               len(loaded_flat), len(model), len(plan.inflate))
-  return merged['params'], merged['batch_stats']
+  return merged['params'], merged['batch_stats'], report
 
 
 def write_variables_checkpoint(workdir: str | epath.Path, variables: Mapping[str, Any],

@@ -6,8 +6,10 @@
 2. builds the mesh, the data iterators, the schedule (epochs -> steps from the train-set size the
    iterator reports, or ``config.steps_per_epoch`` / ``config.num_train_steps``);
 3. resumes from the latest checkpoint in ``WORKDIR/checkpoints`` (state, RNG, data-iterator
-   state, the metrics of the unlogged window) or initialises (optionally from
-   ``config.init_from``);
+   state, the metrics of the unlogged window) or initialises: from ``config.init_from`` as the
+   released ``--soft_resume`` (what fits loads, the rest keeps its fresh initialisation;
+   ``WORKDIR/init_report.json`` lists which), or at random (``''``; a video model needs
+   ``'scratch'`` said explicitly, ``validate_config``);
 4. trains; every ``log_every_steps`` writes a metrics line, every ``eval_every_*`` evaluates clip
    top-1 on the eval iterator, every ``checkpoint_every_steps`` saves asynchronously; the last
    step always evaluates and saves;
@@ -41,14 +43,16 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from bat_jax import build_model
+from bat_jax.models.registry import is_video
 from bat_jax.evaluation import views
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import optim
 from bat_jax.training import state as state_lib
 from bat_jax.training import steps as steps_lib
-from bat_jax.training.checkpoint import Checkpointer, load_init_variables
+from bat_jax.training.checkpoint import Checkpointer, load_init_variables, resolve_state_dir
 from bat_jax.training.metrics import MetricsWriter
 
+INIT_FROM_SCRATCH = 'scratch'  # config.init_from: random weights, said explicitly
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped early, resume me"
 _PAUSE_ENV = 'BAT_JAX_TEST_PAUSE_AT_STEP'  # tests only, see _maybe_pause
 
@@ -95,6 +99,9 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     raise ConfigError(f'config.optimizer={config.optimizer!r}; allowed: {list(optim.OPTIMIZERS)}')
   if config.schedule not in optim.SCHEDULES:
     raise ConfigError(f'config.schedule={config.schedule!r}; allowed: {list(optim.SCHEDULES)}')
+  if _get(config, 'cosine_span', 'after_warmup') not in optim.COSINE_SPANS:
+    raise ConfigError(f'config.cosine_span={config.cosine_span!r}; allowed: '
+                      f'{list(optim.COSINE_SPANS)}')
   if config.weight_decay_on not in optim.WEIGHT_DECAY_ON:
     raise ConfigError(f'config.weight_decay_on={config.weight_decay_on!r}; allowed: '
                       f'{list(optim.WEIGHT_DECAY_ON)}')
@@ -122,12 +129,31 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
   if not isinstance(start_factor, (int, float)) or not 0.0 <= start_factor <= 1.0:
     raise ConfigError(f'config.warmup_start_factor={start_factor!r}; allowed: [0, 1] (the '
                       'warm-up starts at this fraction of the peak lr)')
-  if _get(config, 'init_from', ''):
-    from bat_jax.training.checkpoint import resolve_state_dir  # pylint: disable=g-import-not-at-top
-    try:
-      resolve_state_dir(config.init_from)
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+  _validate_init_from(config)
+
+
+def _validate_init_from(config: ml_collections.ConfigDict) -> None:
+  """Video recipes start from ImageNet weights (every paper does; the released BAT video script
+  passes ``--resume <ImageNet checkpoint> --soft_resume``): an empty ``init_from`` stops them;
+  ``'scratch'`` says random weights are meant."""
+  init_from = _get(config, 'init_from', '')
+  if init_from == INIT_FROM_SCRATCH:
+    return
+  if not init_from:
+    if is_video(config.model):
+      raise ConfigError(
+          f'config.init_from is empty, but {config.model.name} is a video model: the papers '
+          'initialise video models from ImageNet weights. Get them by training an ImageNet '
+          'config here (configs/imagenet_r50*.py; docs/recipes.md says which one fits which '
+          'video config) or by importing torchvision / the authors\' released ImageNet '
+          'checkpoints with `python -m bat_jax.tools.import_torch`, then pass '
+          '--config.init_from=<that workdir>; or pass --config.init_from=scratch to train from '
+          'random weights.')
+    return
+  try:
+    resolve_state_dir(init_from)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _validate_data(data: ml_collections.ConfigDict) -> None:
@@ -573,11 +599,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logging.info('resumed from %s at step %d', ckpt.directory / str(latest), latest)
   else:
     state = state_lib.create_train_state(model, tx, config.seed, input_shape, mesh)
-    if _get(config, 'init_from', ''):
-      params, batch_stats = load_init_variables(config.init_from, abstract, state,
-                                                tuple(_get(config, 'init_from_ignore', ())),
-                                                model_config=config.model)
+    if _get(config, 'init_from', '') not in ('', INIT_FROM_SCRATCH):
+      params, batch_stats, report = load_init_variables(
+          config.init_from, abstract, state, tuple(_get(config, 'init_from_ignore', ())),
+          model_config=config.model)
       state = state.replace(params=params, batch_stats=batch_stats)
+      if is_chief:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, 'init_report.json'), 'w') as f:
+          json.dump(report, f, indent=2)
   start_step = int(state.step)
   if start_step >= num_train_steps:
     logging.warning('the run is already at step %d of %d: nothing to train', start_step,

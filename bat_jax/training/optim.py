@@ -7,7 +7,12 @@
   (``warmup_granularity='step'``, default: update ``s`` uses ``start + (peak - start)(s + 1) / W``)
   or per epoch (``'epoch'``, the released SNL ``train_val.py``'s ``adjust_learning_rate``: epoch
   ``e < E`` uses ``np.linspace(start, peak, E)[e]`` for all its updates);
-* ``schedule='cosine'``: linear warm-up, then cosine decay to 0 at the last step (Mini-Kinetics);
+* ``schedule='cosine'``: linear warm-up, then cosine decay to 0 at the last step;
+  ``config.cosine_span`` says over which steps the cosine runs: ``'after_warmup'`` (default: it
+  starts at the peak when the warm-up ends) or ``'all_steps'`` (the released BAT video code's
+  ``adjust_learning_rate`` in ``main.py``: ``lr = peak * (1 + cos(pi * step / N)) / 2`` with
+  ``step`` counted from the first warm-up step and ``N`` all steps, so the warm-up's last step
+  is followed by the cosine's value at that step; Mini-Kinetics);
 * SGD with momentum (PyTorch's form: ``v = m v + g; p -= lr v``; optax's ``sgd`` is the same);
   ``config.nesterov`` (default False; True in the RSA recipe): PyTorch's Nesterov form
   ``v = m v + g; p -= lr (g + m v)``, optax's ``sgd(nesterov=True)`` (``g`` after weight decay);
@@ -26,11 +31,13 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
 SCHEDULES = ('step', 'cosine')
 WARMUP_GRANULARITY = ('step', 'epoch')
+COSINE_SPANS = ('after_warmup', 'all_steps')
 OPTIMIZERS = ('sgd',)
 WEIGHT_DECAY_ON = ('all', 'conv_fc_weights')
 
@@ -49,7 +56,15 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
                   for e in config.lr_decay_epochs}
     main = optax.piecewise_constant_schedule(peak, boundaries)
   elif config.schedule == 'cosine':
-    main = optax.cosine_decay_schedule(peak, max(1, num_train_steps - warmup))
+    span = config.get('cosine_span', 'after_warmup')
+    if span == 'after_warmup':
+      main = optax.cosine_decay_schedule(peak, max(1, num_train_steps - warmup))
+    elif span == 'all_steps':  # count after the warm-up; the cosine's phase is the global step
+      total = max(1, num_train_steps)
+      main = lambda count: peak * 0.5 * (  # noqa: E731
+          1.0 + jnp.cos(jnp.pi * jnp.minimum(count + warmup, total) / total))
+    else:
+      raise ValueError(f'config.cosine_span={span!r}; allowed: {list(COSINE_SPANS)}')
   else:
     raise ValueError(f'config.schedule={config.schedule!r}; allowed: {list(SCHEDULES)}')
   if warmup <= 0:
