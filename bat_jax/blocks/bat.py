@@ -70,12 +70,14 @@ class TransformPredictor(nn.Module):
   layout_t: tuple[int, int] = (1, 1)
   normalization: bilinear.Normalization = 'softmax'
   dtype: Any = jnp.float32
+  bn_group_size: int = 0
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> tuple[Array, Array, Array | None]:
     n, t, h, w, _ = x.shape
     f = Conv(self.groups, use_bias=True, dtype=self.dtype, name='conv')(x)
-    f = batch_norm(train, name='bn', dtype=self.dtype, relu=True)(f)
+    f = batch_norm(train, name='bn', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(f)
     rows, cols = bilinear.row_column_pool(f.reshape(n * t, h, w, self.groups),
                                           *self.layout_h, *self.layout_w)
     p = WindowPredictor(self.sizes[0], self.groups, -1, self.normalization, self.dtype,
@@ -113,6 +115,7 @@ class BATBlock(nn.Module):
   reduction: int = 2
   dropout_rate: float = 0.2
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
@@ -156,13 +159,16 @@ class BATBlock(nn.Module):
     n, t, h, w, d = x.shape
     c = d // self.reduction
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv1')(x)
-    y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     if self.groups:
       y = self._transform(y, train)
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv2')(y)
-    y = batch_norm(train, name='bn2', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn2', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     y = Conv(d, use_bias=True, dtype=self.dtype, name='conv3')(y)
-    y = batch_norm(train, name='bn3', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn3', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     y = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(y)
     return x + y
 
@@ -173,7 +179,8 @@ class BATBlock(nn.Module):
     layout_t = bilinear.block_layout(t, self.temporal_size)
     p, q, tmat = TransformPredictor(
         self.groups, (s_h, s_w), layout_h, layout_w, self.temporal_groups, self.temporal_size,
-        layout_t, self.normalization, self.dtype, name='predictor')(y, train)
+        layout_t, self.normalization, self.dtype, self.bn_group_size,
+        name='predictor')(y, train)
     if self.matrix == 'downsample':
       out = bilinear.downsample_transform(y.reshape(n * t, h, w, c), p, q, *layout_h, *layout_w)
       out = out.reshape(n, t, h, w, c)

@@ -53,7 +53,8 @@ def _graph_filter_block(module: nn.Module, x: Array, train: bool, *, reduction: 
   terms = ops.FILTER_BASES[basis](apply_a, g, order)
   out = [conv(d, name=f'w{k}')(ops.ungroup_positions(term, 'spacetime', x.shape))
          for k, term in enumerate(terms)]
-  out = batch_norm(train, zero_init=True, name='bn', dtype=module.dtype)(sum(out[1:], out[0]))
+  out = batch_norm(train, zero_init=True, name='bn', dtype=module.dtype,
+                   group_size=module.bn_group_size)(sum(out[1:], out[0]))
   return x + nn.relu(out)
 
 
@@ -66,6 +67,7 @@ class SpectralNonLocalBlock(nn.Module):
   """
   reduction: int = 2
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
@@ -99,6 +101,7 @@ class ChebyshevNonLocalBlock(nn.Module):
   affinity: str = 'snl'
   basis: str = 'chebyshev'
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:

@@ -12,7 +12,9 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 * ``insertions``: stage name -> residual-block indices (0-based) the block follows. ImageNet and
   video backbones have stages ``res2``..``res5``; CIFAR backbones ``res1``..``res3`` (chebysnl
   §3.1's naming: "res1" is the first, 16-channel stage at 32x32).
-* optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``).
+* optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``),
+  ``bn_group_size`` (examples per BatchNorm statistics group in training; 0: the whole batch;
+  ``layers.BatchNorm``).
 * optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
   indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
   res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
@@ -123,7 +125,8 @@ def stage_channels(name: str, width: int) -> dict[str, int]:
 
 
 def _block_fields(cls: type[nn.Module]) -> set[str]:
-  return {f.name for f in dataclasses.fields(cls) if f.name not in ('parent', 'name', 'dtype')}
+  return {f.name for f in dataclasses.fields(cls)
+          if f.name not in ('parent', 'name', 'dtype', 'bn_group_size')}
 
 
 def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
@@ -203,6 +206,10 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   elif cfg.get('rsa'):
     raise ValueError(f'model.rsa is set but {cfg.name} has no RSA layers; use rsa_resnet50')
 
+  bn_group_size = cfg.get('bn_group_size', 0)
+  if not isinstance(bn_group_size, int) or bn_group_size < 0:
+    raise ValueError(f'model.bn_group_size={bn_group_size!r}; allowed: 0 (statistics over the '
+                     'whole batch) or a positive number of examples per BatchNorm group')
   zero_init_residual = bool(cfg.get('zero_init_residual', False))
   if zero_init_residual and backbone.get('preact'):
     raise ValueError(f'model.zero_init_residual=True: {cfg.name} is a pre-activation network, '
@@ -219,5 +226,6 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
       stochastic_depth=float(cfg.get('stochastic_depth', 0.0)),
       zero_init_residual=zero_init_residual,
       remat_stages=tuple(cfg.get('remat_stages', ())),
+      bn_group_size=bn_group_size,
       dtype=_DTYPES[dtype],
   )
