@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_factor = 0.1
   config.weight_decay = 1e-4
   config.weight_decay_on = 'conv_fc_weights'  # released video code: no decay on BN and biases
+  # Released video code (BAT utils.py TrainPolicy; RSA and TSM's TSN get_optim_policies): every
+  # conv / linear bias (BAT/NL block convs, fc) has lr_mult 2, decay_mult 0.
+  config.bias_lr_mult = 2.0
   config.grad_clip_norm = 20.0
   config.label_smoothing = 0.0
 

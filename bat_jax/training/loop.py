@@ -112,6 +112,11 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     raise ConfigError(f'config.model.bn_group_size={group} must divide '
                       f'config.global_batch_size={config.global_batch_size} (0: BatchNorm '
                       'statistics over the whole batch)')
+  bias_lr_mult = _get(config, 'bias_lr_mult', 1.0)
+  if isinstance(bias_lr_mult, bool) or not isinstance(bias_lr_mult, (int, float)) or \
+      bias_lr_mult <= 0:
+    raise ConfigError(f'config.bias_lr_mult={bias_lr_mult!r}; allowed: a number > 0 (1: biases '
+                      'share the learning rate; 2: the released video code)')
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError(f'config.label_smoothing={config.label_smoothing}; allowed: [0, 1)')
   if config.warmup_epochs < 0:
