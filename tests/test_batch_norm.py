@@ -20,6 +20,7 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.models.layers import BatchNorm
+from bat_jax.training import loop
 from bat_jax.training.loop import ConfigError, validate_config
 from tests import helpers_train as h
 
@@ -213,3 +214,15 @@ def test_one_and_eight_devices_give_the_same_grouped_loss(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert 'LOSS' in proc.stdout
+
+
+def test_group_must_divide_the_per_process_batch(monkeypatch):
+  """Groups never span two hosts: with 4 processes a global batch of 64 gives each 16 clips."""
+  config = importlib.import_module('configs.kinetics_c2d').get_config()
+  monkeypatch.setattr(jax, 'process_count', lambda: 4)
+  config.model.bn_group_size = 32  # divides the global batch (64), not the 16 of a process
+  with pytest.raises(ConfigError, match=r'config\.model\.bn_group_size=32 must divide the '
+                                        r'per-process batch 16'):
+    loop._check_devices(config)  # pylint: disable=protected-access
+  config.model.bn_group_size = 16
+  loop._check_devices(config)  # pylint: disable=protected-access
