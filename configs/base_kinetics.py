@@ -2,8 +2,9 @@
 
 C2D ResNet-50, 8 frames at stride 8, 224 crops; SGD momentum 0.9, lr 0.01 at batch 64 (scaled
 linearly with the global batch), x0.1 at epochs 40/80, 100 epochs, no warm-up; weight decay 1e-4
-on conv/FC weights only (no decay on BN and biases); gradient-norm clip 20; dropout 0.5 before
-the classifier; BAT blocks use channel dropout 0.2.
+on conv/FC weights only (no decay on BN and biases), biases at 2x the learning rate; gradient-norm
+clip 20; dropout 0.5 before the classifier; BAT blocks use channel dropout 0.2. BatchNorm groups
+(``model.bn_group_size``) are set per recipe from the constants below.
 """
 
 import ml_collections
