@@ -2,16 +2,31 @@
 
 C2D ResNet-50, 8 frames at stride 8, 224 crops; SGD momentum 0.9, lr 0.01 at batch 64 (scaled
 linearly with the global batch), x0.1 at epochs 40/80, 100 epochs, no warm-up; weight decay 1e-4
-on conv/FC weights only (no decay on BN and biases); gradient-norm clip 20; dropout 0.5 before
-the classifier; BAT blocks use channel dropout 0.2. Data as the released BAT video code: multi-scale
-corner crops (TSN's GroupMultiScaleCrop) + flip, RGB 0-255 minus (103.939, 116.779, 123.68).
-Initialised from ImageNet (``init_from``; docs/recipes.md says from which config).
+on conv/FC weights only (no decay on BN and biases), biases at 2x the learning rate; gradient-norm
+clip 20; dropout 0.5 before the classifier; BAT blocks use channel dropout 0.2. BatchNorm groups
+(``model.bn_group_size``) are set per recipe from the constants below. Data as the released BAT
+video code: multi-scale corner crops (TSN's GroupMultiScaleCrop) + flip, RGB 0-255 minus
+(103.939, 116.779, 123.68). Initialised from ImageNet (``init_from``; docs/recipes.md says from
+which config).
 """
 
 import ml_collections
 
 # Released BAT video main.py: input_mean = [103.939, 116.779, 123.68], subtracted from R, G, B.
 BAT_VIDEO_MEAN_255 = (103.939, 116.779, 123.68)
+# Examples per BatchNorm statistics group (config.model.bn_group_size), as each paper's
+# data-parallel run had per GPU (nn.DataParallel / Caffe2: one BN per GPU, no synchronisation):
+# - BAT rows (Kinetics, Mini-Kinetics): bat_cvpr2020.md §4.1 "finetuned on 4 GPUs with a
+#   mini-batch of 64 clips" -> 16 (the released scripts/train_c2d_3dbat.sh sets -b 64 and no GPU
+#   count; main.py wraps the model in nn.DataParallel).
+# - Non-local rows: video-nonlocal-net configs/DBG_kinetics_resnet_8gpu_c2d_nonlocal_400k.yaml
+#   (used by scripts/run_{c2d,i3d}_nlnet_400k.sh): NUM_GPUS 8, TRAIN.BATCH_SIZE 64, per-GPU batch
+#   BATCH_SIZE / NUM_GPUS (lib/models/resnet_video.py) -> 8.
+# - RSA: rsa_neurips2021_supplementary.md §1 "batch size as 64 across 8 V100 GPU"; the released
+#   main.py wraps the model in nn.DataParallel -> 8.
+BN_GROUP_BAT = 16
+BN_GROUP_NONLOCAL = 8
+BN_GROUP_RSA = 8
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -25,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.input_size = (8, 224, 224)
   config.model.dropout_rate = 0.5
   config.model.dtype = 'float32'
+  config.model.bn_group_size = 0  # 0: BN over the global batch; each recipe sets its paper's
   config.model.block = ml_collections.ConfigDict({'type': 'none'})
   config.model.insertions = ml_collections.ConfigDict()
 
@@ -64,6 +80,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_factor = 0.1
   config.weight_decay = 1e-4
   config.weight_decay_on = 'conv_fc_weights'  # released video code: no decay on BN and biases
+  # Released video code (BAT utils.py TrainPolicy; RSA and TSM's TSN get_optim_policies): every
+  # conv / linear bias (BAT/NL block convs, fc) has lr_mult 2, decay_mult 0.
+  config.bias_lr_mult = 2.0
   config.grad_clip_norm = 20.0
   config.label_smoothing = 0.0
 

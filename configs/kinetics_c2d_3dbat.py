@@ -9,6 +9,7 @@ from configs import blocks
 
 def get_config():
   config = base.get_config()
+  config.model.bn_group_size = base.BN_GROUP_BAT
   config.model.name = 'c2d_resnet50'
   config.model.block = blocks.bat(groups=8, temporal_groups=4, temporal_size=4)
   config.model.insertions = blocks.insertions(blocks.FIVE_BLOCKS)

@@ -6,5 +6,6 @@ from configs import blocks
 
 def get_config():
   config = base.get_config()
+  config.model.bn_group_size = base.BN_GROUP_BAT
   config.model.name = 'i3d_resnet50'
   return config

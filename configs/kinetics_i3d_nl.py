@@ -6,6 +6,7 @@ from configs import blocks
 
 def get_config():
   config = base.get_config()
+  config.model.bn_group_size = base.BN_GROUP_NONLOCAL
   config.model.name = 'i3d_resnet50'
   config.model.block = blocks.nonlocal_block()
   config.model.insertions = blocks.insertions(blocks.FIVE_BLOCKS)

@@ -9,6 +9,7 @@ from configs import base_kinetics as base
 
 def get_config():
   config = base.get_config()
+  config.model.bn_group_size = base.BN_GROUP_BAT
   config.model.name = 'c2d_resnet50'
   config.model.num_classes = 200
   config.data.name = 'mini_kinetics200'

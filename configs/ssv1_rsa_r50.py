@@ -23,6 +23,7 @@ from configs import base_kinetics as base
 
 def get_config():
   config = base.get_config()
+  config.model.bn_group_size = base.BN_GROUP_RSA
   config.model.name = 'rsa_resnet50'
   config.model.num_classes = 174
   config.model.dropout_rate = 0.3

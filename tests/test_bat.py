@@ -52,6 +52,34 @@ def test_block_matches_reference(case):
     np.testing.assert_allclose(inter['T'][0], ref['T'], rtol=RTOL, atol=1e-6)
 
 
+# The block inputs of a 256x256 clip: res3 is 32x32 and res4 16x16 (8 cells of 4 / 2 positions,
+# two sliding 7x7 windows; cells (0, 7) and (7, 0) are covered by neither).
+RES_256 = {'res3_32x32': (1, 4, 32, 32, 8), 'res4_16x16': (1, 4, 16, 16, 8)}
+
+
+@pytest.mark.parametrize('uncovered', ['zero_weight', 'zero_logit'])
+@pytest.mark.parametrize('where', sorted(RES_256))
+def test_uncovered_entries_at_256_match_reference(where, uncovered):
+  fields = dict(groups=2, size=7, temporal_groups=2, temporal_size=4)
+  x = np.random.default_rng(2).normal(size=RES_256[where])
+  block = BATBlock(**fields, uncovered=uncovered)
+  out, inter, variables = run_block(block, x, x)
+  ref = bat_ref.bat_block(x, variables['params'], variables['batch_stats'], **fields,
+                          uncovered=uncovered)
+  np.testing.assert_allclose(out, ref['out'], rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(inter['P'][0], ref['P'], rtol=RTOL, atol=1e-6)
+  np.testing.assert_allclose(inter['Q'][0], ref['Q'], rtol=RTOL, atol=1e-6)
+  # The uncovered cell pair (0, 7): rows 0..b-1 x columns 7b..8b-1 of the resized P.
+  b = RES_256[where][2] // 8
+  corner = inter['P'][0][..., 0, 7 * b]
+  if uncovered == 'zero_weight':
+    assert np.all(corner == 0.0)
+  else:
+    assert np.all(corner > 0.0)
+  other = 'zero_logit' if uncovered == 'zero_weight' else 'zero_weight'
+  assert not np.allclose(run_block(BATBlock(**fields, uncovered=other), x, x)[0], out)
+
+
 def test_full_resolution_matrices_slide_at_a_new_resolution():
   """'full' (Table 2): P, Q predicted at the initialisation size; larger inputs slide windows."""
   rng = np.random.default_rng(2)
@@ -196,6 +224,7 @@ def test_channel_dropout_drops_whole_channels():
     (dict(temporal_groups=5), 'model.block.temporal_groups=5'),
     (dict(normalization='l2'), 'model.block.normalization'),
     (dict(matrix='dense'), 'model.block.matrix'),
+    (dict(uncovered='zero'), 'model.block.uncovered'),
 ])
 def test_bad_settings_name_the_field(fields, message):
   with pytest.raises(ValueError, match=message.replace('.', r'\.')):

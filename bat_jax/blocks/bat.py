@@ -32,13 +32,14 @@ class WindowPredictor(nn.Module):
   larger than ``size`` it slides with stride 1 and the windows are assembled on the diagonal
   (supplement §2); on a smaller one it sees zero-padded features and is cropped.
   Returns normalised matrices ``(B, groups, n, n)``; rows sum to 1 (``axis=-1``) or columns do
-  (``axis=-2``).
+  (``axis=-2``). ``uncovered``: what entries no window covers become (``bilinear.normalize``).
   """
   size: int
   groups: int
   axis: int
   normalization: bilinear.Normalization = 'softmax'
   dtype: Any = jnp.float32
+  uncovered: bilinear.Uncovered = 'zero_weight'
 
   @nn.compact
   def __call__(self, pooled: Array) -> Array:
@@ -49,7 +50,7 @@ class WindowPredictor(nn.Module):
                      kernel_init=kaiming_fan_out, dtype=self.dtype, name='conv')(pooled)
     windows = logits.reshape(bsz, -1, self.groups, self.size, self.size)
     logits, covered = bilinear.assemble_windows(windows.astype(jnp.float32), n)
-    return bilinear.normalize(logits, self.axis, self.normalization, covered)
+    return bilinear.normalize(logits, self.axis, self.normalization, covered, self.uncovered)
 
 
 class TransformPredictor(nn.Module):
@@ -70,23 +71,26 @@ class TransformPredictor(nn.Module):
   layout_t: tuple[int, int] = (1, 1)
   normalization: bilinear.Normalization = 'softmax'
   dtype: Any = jnp.float32
+  bn_group_size: int = 0
+  uncovered: bilinear.Uncovered = 'zero_weight'
 
   @nn.compact
   def __call__(self, x: Array, train: bool) -> tuple[Array, Array, Array | None]:
     n, t, h, w, _ = x.shape
     f = Conv(self.groups, use_bias=True, dtype=self.dtype, name='conv')(x)
-    f = batch_norm(train, name='bn', dtype=self.dtype, relu=True)(f)
+    f = batch_norm(train, name='bn', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(f)
     rows, cols = bilinear.row_column_pool(f.reshape(n * t, h, w, self.groups),
                                           *self.layout_h, *self.layout_w)
     p = WindowPredictor(self.sizes[0], self.groups, -1, self.normalization, self.dtype,
-                        name='predict_p')(rows)
+                        self.uncovered, name='predict_p')(rows)
     q = WindowPredictor(self.sizes[1], self.groups, -2, self.normalization, self.dtype,
-                        name='predict_q')(cols)
+                        self.uncovered, name='predict_q')(cols)
     tmat = None
     if self.temporal_groups:
       frames = bilinear.cell_mean_pool(jnp.mean(f, axis=(2, 3)), 1, *self.layout_t)
       tmat = WindowPredictor(self.temporal_size, self.temporal_groups, -1, self.normalization,
-                             self.dtype, name='predict_t')(frames)
+                             self.dtype, self.uncovered, name='predict_t')(frames)
     return p, q, tmat
 
 
@@ -103,6 +107,9 @@ class BATBlock(nn.Module):
     normalization: ``'softmax'`` (released video code) or ``'sigmoid'`` (released image code).
     reduction: ``C = D / reduction`` (2).
     dropout_rate: channel-wise dropout before the residual add (0.2).
+    uncovered: where windows slide (a grid larger than ``size``, e.g. res3/res4 at 256² input),
+      entries no window covers get weight 0 (``'zero_weight'``, supplement §2) or logit 0 before
+      the normalisation (``'zero_logit'``, the released video code); ``bilinear.normalize``.
   """
   groups: int = 4
   size: int = 7
@@ -112,7 +119,9 @@ class BATBlock(nn.Module):
   normalization: bilinear.Normalization = 'softmax'
   reduction: int = 2
   dropout_rate: float = 0.2
+  uncovered: bilinear.Uncovered = 'zero_weight'
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
@@ -121,6 +130,9 @@ class BATBlock(nn.Module):
     if get('matrix') not in ('block', 'full', 'downsample'):
       raise ValueError(f"model.block.matrix={get('matrix')!r}; allowed: 'block', 'full', "
                        "'downsample'")
+    if get('uncovered') not in bilinear.UNCOVERED:
+      raise ValueError(f"model.block.uncovered={get('uncovered')!r}; allowed: "
+                       f'{bilinear.UNCOVERED}')
     if get('normalization') not in ('softmax', 'sigmoid'):
       raise ValueError(f"model.block.normalization={get('normalization')!r}; allowed: 'softmax', "
                        "'sigmoid'")
@@ -152,17 +164,20 @@ class BATBlock(nn.Module):
   def __call__(self, x: Array, train: bool = False) -> Array:
     self.validate(x.shape[-1], {f: getattr(self, f) for f in (
         'groups', 'size', 'matrix', 'temporal_groups', 'temporal_size', 'normalization',
-        'reduction')})
+        'reduction', 'uncovered')})
     n, t, h, w, d = x.shape
     c = d // self.reduction
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv1')(x)
-    y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     if self.groups:
       y = self._transform(y, train)
     y = Conv(c, use_bias=True, dtype=self.dtype, name='conv2')(y)
-    y = batch_norm(train, name='bn2', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn2', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     y = Conv(d, use_bias=True, dtype=self.dtype, name='conv3')(y)
-    y = batch_norm(train, name='bn3', dtype=self.dtype, relu=True)(y)
+    y = batch_norm(train, name='bn3', dtype=self.dtype, relu=True,
+                   group_size=self.bn_group_size)(y)
     y = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2, 3), deterministic=not train)(y)
     return x + y
 
@@ -173,7 +188,8 @@ class BATBlock(nn.Module):
     layout_t = bilinear.block_layout(t, self.temporal_size)
     p, q, tmat = TransformPredictor(
         self.groups, (s_h, s_w), layout_h, layout_w, self.temporal_groups, self.temporal_size,
-        layout_t, self.normalization, self.dtype, name='predictor')(y, train)
+        layout_t, self.normalization, self.dtype, self.bn_group_size, self.uncovered,
+        name='predictor')(y, train)
     if self.matrix == 'downsample':
       out = bilinear.downsample_transform(y.reshape(n * t, h, w, c), p, q, *layout_h, *layout_w)
       out = out.reshape(n, t, h, w, c)

@@ -44,6 +44,7 @@ class NonLocalBlock(nn.Module):
   mode: str = 'spacetime'
   subsample: bool = True
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
@@ -97,5 +98,6 @@ class NonLocalBlock(nn.Module):
 
     y = ops.ungroup_positions(ops.aggregate(f, g), self.mode, x.shape)
     y = conv(d, name='w')(y)
-    y = batch_norm(train, zero_init=True, name='bn', dtype=self.dtype)(y)
+    y = batch_norm(train, zero_init=True, name='bn', dtype=self.dtype,
+                   group_size=self.bn_group_size)(y)
     return x + y

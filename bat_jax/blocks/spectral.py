@@ -83,7 +83,8 @@ def _graph_filter_block(module: nn.Module, x: Array, train: bool, *, reduction: 
     out = [conv(d, name=f'w{k}')(ops.ungroup_positions(term, 'spacetime', x.shape))
            for k, term in enumerate(terms)]
     y = sum(out[1:], out[0])
-  out = batch_norm(train, zero_init=True, name='bn', dtype=module.dtype)(y)
+  out = batch_norm(train, zero_init=True, name='bn', dtype=module.dtype,
+                   group_size=module.bn_group_size)(y)
   return x + nn.relu(out)
 
 
@@ -96,6 +97,7 @@ class SpectralNonLocalBlock(nn.Module):
   """
   reduction: int = 2
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
@@ -134,6 +136,7 @@ class ChebyshevNonLocalBlock(nn.Module):
   basis: str = 'chebyshev'
   weights: str = 'free'
   dtype: Any = jnp.float32
+  bn_group_size: int = 0  # model.bn_group_size (layers.BatchNorm)
 
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:

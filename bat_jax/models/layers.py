@@ -180,55 +180,72 @@ def _bn_normalize(x: Array, mean: Array, var: Array, scale: Array, bias: Array,
   return (x - mean) * mul + bias
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _bn_train(x: Array, scale: Array, bias: Array, epsilon: float, relu: bool
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _bn_train(x: Array, scale: Array, bias: Array, epsilon: float, relu: bool, grouped: bool
               ) -> tuple[Array, Array, Array]:
-  """Training-mode BatchNorm over all axes but the last: ``(act(y), mean, var)`` in float32.
+  """Training-mode BatchNorm: ``(act(y), mean, var)`` in float32.
+
+  ``grouped=False``: statistics over all axes but the last (``mean``, ``var``: ``(C,)``).
+  ``grouped=True``: ``x`` is ``(G, ..., C)`` and each of the ``G`` groups is normalised with its
+  own statistics, over all axes but the first and the last (``mean``, ``var``: ``(G, C)``).
 
   The statistics are flax's (``use_fast_variance``: ``var = max(0, E[x^2] - E[x]^2)``,
   reductions in float32). The hand-written VJP needs only ``x`` and the statistics: the
   backward pass is two reductions (``sum dy``, ``sum dy (x - mean)``) and one elementwise pass,
   with the ReLU mask recomputed from ``x`` (no stored pre-activation).
   """
-  return _bn_train_fwd(x, scale, bias, epsilon, relu)[0]
+  return _bn_train_fwd(x, scale, bias, epsilon, relu, grouped)[0]
 
 
-def _bn_stats(x: Array) -> tuple[Array, Array, Array]:
-  axes = tuple(range(x.ndim - 1))
+def _bn_axes(x: Array, grouped: bool) -> tuple[int, ...]:
+  return tuple(range(1 if grouped else 0, x.ndim - 1))
+
+
+def _bn_stats(x: Array, grouped: bool) -> tuple[Array, Array, Array]:
+  """``mean, max(0, raw_var), raw_var``, reduced dimensions kept (they broadcast against ``x``)."""
+  axes = _bn_axes(x, grouped)
   x32 = x.astype(jnp.float32)
-  mean = jnp.mean(x32, axes)
-  raw_var = jnp.mean(jnp.square(x32), axes) - jnp.square(mean)
+  mean = jnp.mean(x32, axes, keepdims=True)
+  raw_var = jnp.mean(jnp.square(x32), axes, keepdims=True) - jnp.square(mean)
   return mean, jnp.maximum(0.0, raw_var), raw_var
 
 
-def _bn_train_fwd(x, scale, bias, epsilon, relu):
-  mean, var, raw_var = _bn_stats(x)
+def _bn_stats_shape(x: Array, grouped: bool) -> tuple[int, ...]:
+  return (x.shape[0], x.shape[-1]) if grouped else (x.shape[-1],)
+
+
+def _bn_train_fwd(x, scale, bias, epsilon, relu, grouped):
+  mean, var, raw_var = _bn_stats(x, grouped)
   y = _bn_normalize(x, mean, var, scale, bias, epsilon)
   if relu:
     y = jnp.maximum(y, 0.0)
-  return (y, mean, var), (x, scale, bias, mean, var, raw_var)
+  shape = _bn_stats_shape(x, grouped)
+  return (y, mean.reshape(shape), var.reshape(shape)), (x, scale, bias, mean, var, raw_var)
 
 
-def _bn_train_bwd(epsilon, relu, residuals, cotangents):
+def _bn_train_bwd(epsilon, relu, grouped, residuals, cotangents):
   x, scale, bias, mean, var, raw_var = residuals
   dy, dmean, dvar = cotangents
-  axes = tuple(range(x.ndim - 1))
-  n = x.size // x.shape[-1]
+  axes = _bn_axes(x, grouped)
+  n = x.size // mean.size  # elements per statistic
+  dmean, dvar = dmean.reshape(mean.shape), dvar.reshape(var.shape)
   xc = x.astype(jnp.float32) - mean
   r = jax.lax.rsqrt(var + epsilon)
   dy = dy.astype(jnp.float32)
   if relu:  # d relu(y) = dy * (y > 0), y recomputed (jax.nn.relu's gradient is 0 at 0)
     dy = jnp.where(xc * (r * scale) + bias > 0, dy, 0.0)
-  sum_dy = jnp.sum(dy, axes)
-  sum_dy_xc = jnp.sum(dy * xc, axes)
-  dscale = sum_dy_xc * r
-  dbias = sum_dy
+  sum_dy = jnp.sum(dy, axes, keepdims=True)
+  sum_dy_xc = jnp.sum(dy * xc, axes, keepdims=True)
+  # scale and bias are shared by the groups: their gradients sum over the group axis too.
+  dscale = jnp.sum(sum_dy_xc * r, 0) if grouped else sum_dy_xc * r
+  dbias = jnp.sum(sum_dy, 0) if grouped else sum_dy
   # d/dx of (x - mean) * r * scale + bias through x, mean and var (var' = 2 (x - mean) / n
   # where var was not clipped at 0), plus the statistics' own cotangents.
   dvar_total = jnp.where(raw_var > 0, dvar - 0.5 * sum_dy_xc * scale * r**3, 0.0)
   dmean_total = dmean - sum_dy * (r * scale)
   dx = dy * (r * scale) + dmean_total / n + xc * (2.0 * dvar_total / n)
-  return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+  return (dx.astype(x.dtype), dscale.reshape(scale.shape).astype(scale.dtype),
+          dbias.reshape(bias.shape).astype(bias.dtype))
 
 
 _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
@@ -240,9 +257,20 @@ _CUSTOM_BN_VJP = True  # False: differentiate BatchNorm by autodiff (same values
 class BatchNorm(nn.Module):
   """flax ``nn.BatchNorm`` over the last axis — same fields that we use, the same parameters
   (``scale``, ``bias``), statistics (``batch_stats/mean``, ``var``), update rule and outputs —
-  with a faster gradient in training mode (:func:`_bn_train`) and an optional fused ReLU.
+  with a faster gradient in training mode (:func:`_bn_train`), an optional fused ReLU and
+  optional statistics per group of examples.
 
   Statistics and the normalisation are float32 whatever ``dtype`` (the output's) is.
+
+  ``group_size`` (``model.bn_group_size``): in training, the batch (axis 0, examples) is cut into
+  consecutive groups of ``group_size`` examples and each group is normalised with its own mean
+  and variance, as each GPU's BN in the papers' data-parallel runs (``nn.DataParallel``, Caffe2).
+  A reshape of the batch axis, so the groups are the same however the batch is sharded over
+  devices. 0 or the batch size: one group (flax's BN over the global batch). The running
+  averages are updated from the first group's statistics only: with ``nn.DataParallel`` the
+  module's buffers share storage with the replica on ``device_ids[0]`` (PyTorch's DataParallel
+  documentation), so the released BAT video runs kept the first GPU's running statistics and
+  dropped the others.
   """
   use_running_average: bool = False
   momentum: float = 0.9
@@ -251,6 +279,13 @@ class BatchNorm(nn.Module):
   scale_init: Any = nn.initializers.ones
   bias_init: Any = nn.initializers.zeros
   relu: bool = False
+  group_size: int = 0
+
+  def _num_groups(self, batch: int) -> int:
+    if self.group_size < 0 or (self.group_size and batch % self.group_size):
+      raise ValueError(f'model.bn_group_size={self.group_size} must be 0 or divide the batch of '
+                       f'{batch} examples a BatchNorm sees in training')
+    return batch // self.group_size if self.group_size else 1
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -263,10 +298,15 @@ class BatchNorm(nn.Module):
       y = _bn_normalize(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon)
       y = jnp.maximum(y, 0.0) if self.relu else y
     else:
+      groups = self._num_groups(x.shape[0])
+      grouped = groups > 1
+      xg = x.reshape(groups, x.shape[0] // groups, *x.shape[1:]) if grouped else x
       if _CUSTOM_BN_VJP:
-        y, mean, var = _bn_train(x, scale, bias, self.epsilon, self.relu)
+        y, mean, var = _bn_train(xg, scale, bias, self.epsilon, self.relu, grouped)
       else:  # plain autodiff of the same expressions (for A/B comparisons)
-        (y, mean, var), _ = _bn_train_fwd(x, scale, bias, self.epsilon, self.relu)
+        (y, mean, var), _ = _bn_train_fwd(xg, scale, bias, self.epsilon, self.relu, grouped)
+      if grouped:
+        y, mean, var = y.reshape(x.shape), mean[0], var[0]
       if not self.is_initializing():
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
@@ -274,17 +314,18 @@ class BatchNorm(nn.Module):
 
 
 def batch_norm(train: bool, *, zero_init: bool = False, name: str | None = None,
-               dtype: Dtype = jnp.float32, relu: bool = False) -> BatchNorm:
+               dtype: Dtype = jnp.float32, relu: bool = False, group_size: int = 0) -> BatchNorm:
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5).
 
-  Under ``jax.jit`` over a device mesh the batch statistics are those of the global batch.
+  Under ``jax.jit`` over a device mesh the batch statistics are those of the global batch, or of
+  each group of ``group_size`` consecutive examples (:class:`BatchNorm`).
   ``zero_init`` starts the scale at 0 (the NL and SNL blocks' last BN, so a new block is an identity).
   ``relu``: apply ReLU to the output (fused into the BN's forward and backward).
   """
   return BatchNorm(
       use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
       scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones, relu=relu,
-      name=name)
+      group_size=group_size, name=name)
 
 
 def _max_pool_2d(x: Array, window: tuple[int, int], stride: tuple[int, int],

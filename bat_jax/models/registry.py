@@ -14,7 +14,8 @@ The model config (``ml_collections.ConfigDict``) has these fields:
   §3.1's naming: "res1" is the first, 16-channel stage at 32x32).
 * optional: ``zero_init_residual``, ``remat_stages``, ``dtype`` (``'float32'`` or ``'bfloat16'``),
   ``pool1_padding`` (1, default: torchvision's stem pool; 0: the released BAT video code's, which
-  released video checkpoints were trained with).
+  released video checkpoints were trained with), ``bn_group_size`` (examples per BatchNorm statistics group in training; 0: the whole batch;
+  ``layers.BatchNorm``).
 * optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
   indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
   res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
@@ -131,7 +132,8 @@ def stage_channels(name: str, width: int) -> dict[str, int]:
 
 
 def _block_fields(cls: type[nn.Module]) -> set[str]:
-  return {f.name for f in dataclasses.fields(cls) if f.name not in ('parent', 'name', 'dtype')}
+  return {f.name for f in dataclasses.fields(cls)
+          if f.name not in ('parent', 'name', 'dtype', 'bn_group_size')}
 
 
 def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
@@ -215,6 +217,10 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   if pool1_padding not in (0, 1) or isinstance(pool1_padding, bool):
     raise ValueError(f'model.pool1_padding={pool1_padding!r}; allowed: 0 (released BAT video '
                      'code) or 1 (torchvision)')
+  bn_group_size = cfg.get('bn_group_size', 0)
+  if not isinstance(bn_group_size, int) or bn_group_size < 0:
+    raise ValueError(f'model.bn_group_size={bn_group_size!r}; allowed: 0 (statistics over the '
+                     'whole batch) or a positive number of examples per BatchNorm group')
   zero_init_residual = bool(cfg.get('zero_init_residual', False))
   if zero_init_residual and backbone.get('preact'):
     raise ValueError(f'model.zero_init_residual=True: {cfg.name} is a pre-activation network, '
@@ -232,5 +238,6 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
       pool1_padding=int(pool1_padding),
       zero_init_residual=zero_init_residual,
       remat_stages=tuple(cfg.get('remat_stages', ())),
+      bn_group_size=bn_group_size,
       dtype=_DTYPES[dtype],
   )

@@ -130,6 +130,11 @@ def remat_module(target: type[nn.Module], static_argnums: tuple[int, ...] = (2,)
       _lift_tied_checkpoint, target, static_argnums=tuple(i - 1 for i in static_argnums))
 
 
+def _bn(module: nn.Module, train: bool, **kwargs: Any) -> nn.Module:
+  """``batch_norm`` in ``module``'s dtype and BatchNorm groups (``module.bn_group_size``)."""
+  return batch_norm(train, dtype=module.dtype, group_size=module.bn_group_size, **kwargs)
+
+
 class SqueezeExcite(nn.Module):
   """Squeeze-and-excitation (Hu et al.; torchvision ``SqueezeExcitation``, the BAT image code's
   ``SEBlock``): ``x * sigmoid(fc2(relu(fc1(mean_hw(x)))))``.
@@ -176,6 +181,7 @@ class _ResidualBlock(nn.Module):
       8 in TSM).
     drop_path_rate: stochastic depth: the whole branch of a clip is dropped with this probability
       in training (kept branches scaled by ``1 / (1 - rate)``), as the released RSA code.
+    bn_group_size: examples per BatchNorm statistics group in training (``layers.BatchNorm``).
   """
   features: int
   strides: int = 1
@@ -186,6 +192,7 @@ class _ResidualBlock(nn.Module):
   se_reduction: int = 0
   shift_fold_div: int = 0
   drop_path_rate: float = 0.0
+  bn_group_size: int = 0
   dtype: Any = jnp.float32
   expansion = 1
 
@@ -202,28 +209,28 @@ class _ResidualBlock(nn.Module):
       if self.preact_projection not in PREACT_PROJECTIONS:
         raise ValueError(f'preact_projection={self.preact_projection!r}; allowed: '
                          f'{PREACT_PROJECTIONS}')
-      y = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
+      y = _bn(self, train, name='bn1', relu=True)(x)
       if project:
         raw = self.preact_projection == 'conv_bn'
         shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
                         name='downsample_conv')(x if raw else y)
         if raw:
-          shortcut = batch_norm(train, name='downsample_bn', dtype=self.dtype)(shortcut)
+          shortcut = _bn(self, train, name='downsample_bn')(shortcut)
       for i, conv in enumerate(convs, 1):
         if i > 1:
-          y = batch_norm(train, name=f'bn{i}', dtype=self.dtype, relu=True)(y)
+          y = _bn(self, train, name=f'bn{i}', relu=True)(y)
         y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
     else:
       y = x
       for i, conv in enumerate(convs, 1):
         y = conv(name=f'conv{i}')(self._shift(y) if i == 1 else y)
         last = i == len(convs)
-        y = batch_norm(train, zero_init=last and self._zero_init_last(), name=f'bn{i}',
-                       dtype=self.dtype, relu=not last)(y)
+        y = _bn(self, train, zero_init=last and self._zero_init_last(), name=f'bn{i}',
+                relu=not last)(y)
       if project:
         shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
                         name='downsample_conv')(x)
-        shortcut = batch_norm(train, name='downsample_bn', dtype=self.dtype)(shortcut)
+        shortcut = _bn(self, train, name='downsample_bn')(shortcut)
     if self.se_reduction:
       y = SqueezeExcite(self.se_reduction, dtype=self.dtype, name='se')(y)
     if self.drop_path_rate and train:
@@ -328,6 +335,8 @@ class ResNet(nn.Module):
     zero_init_residual: start each residual branch's last BN scale at 0 (off in the papers' runs).
     remat_stages: stages whose residual and inserted blocks are rematerialised in the backward pass
       (:func:`remat_module`: only each block's input is kept; its activations are recomputed).
+    bn_group_size: examples per BatchNorm statistics group in training, for every BN of the
+      backbone and of the inserted blocks (``layers.BatchNorm``; 0: the whole batch).
   """
   stage_sizes: Sequence[int]
   residual_block: str = 'bottleneck'
@@ -357,13 +366,14 @@ class ResNet(nn.Module):
   stochastic_depth: float = 0.0
   zero_init_residual: bool = False
   remat_stages: Sequence[str] = ()
+  bn_group_size: int = 0
   dtype: Any = jnp.float32
 
   def _residual_kwargs(self) -> dict[str, Any]:
     kw: dict[str, Any] = dict(zero_init_residual=self.zero_init_residual, preact=self.preact,
                               preact_projection=self.preact_projection,
                               se_reduction=self.se_reduction, shift_fold_div=self.shift_fold_div,
-                              dtype=self.dtype)
+                              bn_group_size=self.bn_group_size, dtype=self.dtype)
     if self.residual_block == 'bottleneck':
       kw.update(groups=self.groups, width_per_group=self.width_per_group)
     elif (self.groups, self.width_per_group) != (1, 64) or self.conv2_module is not None:
@@ -380,12 +390,12 @@ class ResNet(nn.Module):
     if self.stem == 'imagenet':
       x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
                name='conv1')(x)
-      x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
+      x = _bn(self, train, name='bn1', relu=True)(x)
       x = max_pool_hw(x, 3, 2, self.pool1_padding)
     elif self.stem == 'cifar':
       x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
       if not self.preact:
-        x = batch_norm(train, name='bn1', dtype=self.dtype, relu=True)(x)
+        x = _bn(self, train, name='bn1', relu=True)(x)
     else:
       raise ValueError(f'stem={self.stem!r}; allowed: {STEMS}')
     residual_cls = RESIDUAL_BLOCKS[self.residual_block]
@@ -408,14 +418,14 @@ class ResNet(nn.Module):
                      **extra, name=f'{stage_name}_block{i}')(x, train)
         if i in insertions.get(stage_name, ()):
           x = inserted(**(self.insert_kwargs or {}), dtype=self.dtype,
-                       name=f'{stage_name}_{self.insert_name}{i}')(x, train)
+                       bn_group_size=self.bn_group_size, name=f'{stage_name}_{self.insert_name}{i}')(x, train)
       if stage == 0 and self.temporal_pool:
         x = max_pool_time(x, 2, 2)
     if self.preact:
-      x = batch_norm(train, name='final_bn', dtype=self.dtype, relu=True)(x)
+      x = _bn(self, train, name='final_bn', relu=True)(x)
     if self.head_conv:
       x = Conv(x.shape[-1], dtype=self.dtype, name='head_conv')(x)
-      x = batch_norm(train, name='head_bn', dtype=self.dtype, relu=True)(x)
+      x = _bn(self, train, name='head_bn', relu=True)(x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01), name='fc')(x)

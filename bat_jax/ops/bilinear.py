@@ -21,6 +21,9 @@ import numpy as np
 
 Array = jax.Array
 Normalization = Literal['softmax', 'sigmoid']
+Uncovered = Literal['zero_weight', 'zero_logit']
+# How entries of a slid matrix that no window covers are normalised (``normalize``).
+UNCOVERED: tuple[str, ...] = ('zero_weight', 'zero_logit')
 
 
 def block_layout(length: int, size: int) -> tuple[int, int]:
@@ -90,8 +93,7 @@ def assemble_windows(window_logits: Array, n: int) -> tuple[Array, np.ndarray]:
   """Places ``(B, num_windows, k, s, s)`` window logits on the diagonal of an ``n x n`` grid.
 
   Overlapping entries are averaged; returns ``(logits (B, k, n, n), covered (n, n) bool)``.
-  Entries no window covers are not attended to: the normalisation gives them weight exactly 0
-  (supplement §2: "the values of uncovered regions are set to 0").
+  Entries no window covers have logit 0 here; :func:`normalize` decides what they become.
   """
   size = window_logits.shape[-1]
   if window_logits.shape[1] == 1 and n == size:  # the training resolution: one window, no overlap
@@ -105,20 +107,31 @@ def assemble_windows(window_logits: Array, n: int) -> tuple[Array, np.ndarray]:
 
 
 def normalize(logits: Array, axis: int, kind: Normalization,
-              covered: np.ndarray | Array | None = None) -> Array:
+              covered: np.ndarray | Array | None = None,
+              uncovered: Uncovered = 'zero_weight') -> Array:
   """Non-negative entries summing to 1 along ``axis`` (Eq. 2), in float32.
 
   ``'softmax'``: ``exp(l) / sum exp(l)`` (the released video code).
   ``'sigmoid'``: ``sigmoid(l) / sum sigmoid(l)`` (the released image code), computed as a softmax
   of log-sigmoids so that it never divides 0 by 0 when every logit is very negative.
-  ``covered``: entries outside it get weight 0.
+  ``covered``: the entries some sliding window predicts; the others are, by ``uncovered``:
+
+  * ``'zero_weight'``: weight exactly 0 (supplement §2: "the values of uncovered regions are set
+    to 0", read as the attention weights);
+  * ``'zero_logit'``: logit 0 before the normalisation, so they keep ``exp(0)`` (``sigmoid(0)``)
+    in the sum, as the released video code computes (it fills a zero matrix with the windows'
+    logits and normalises the whole matrix).
   """
+  if uncovered not in UNCOVERED:
+    raise ValueError(f'model.block.uncovered={uncovered!r}; allowed: {UNCOVERED}')
   logits = logits.astype(jnp.float32)
+  if covered is not None:
+    logits = jnp.where(covered, logits, 0.0)
   if kind == 'sigmoid':
     logits = jax.nn.log_sigmoid(logits)
   elif kind != 'softmax':
     raise ValueError(f"normalization={kind!r}; allowed: 'softmax', 'sigmoid'")
-  if covered is not None:
+  if covered is not None and uncovered == 'zero_weight':
     logits = jnp.where(covered, logits, -jnp.inf)
   return jax.nn.softmax(logits, axis=axis)
 

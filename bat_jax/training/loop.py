@@ -114,6 +114,16 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
   decay = list(config.lr_decay_epochs)
   if any(e < 0 for e in decay) or decay != sorted(decay):
     raise ConfigError(f'config.lr_decay_epochs={tuple(decay)}; allowed: increasing epochs >= 0')
+  group = _get(config.model, 'bn_group_size', 0)
+  if group and config.global_batch_size % group:
+    raise ConfigError(f'config.model.bn_group_size={group} must divide '
+                      f'config.global_batch_size={config.global_batch_size} (0: BatchNorm '
+                      'statistics over the whole batch)')
+  bias_lr_mult = _get(config, 'bias_lr_mult', 1.0)
+  if isinstance(bias_lr_mult, bool) or not isinstance(bias_lr_mult, (int, float)) or \
+      bias_lr_mult <= 0:
+    raise ConfigError(f'config.bias_lr_mult={bias_lr_mult!r}; allowed: a number > 0 (1: biases '
+                      'share the learning rate; 2: the released video code)')
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError(f'config.label_smoothing={config.label_smoothing}; allowed: [0, 1)')
   if config.warmup_epochs < 0:
@@ -188,6 +198,12 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
 def _check_devices(config: ml_collections.ConfigDict) -> None:
   try:
     mesh_lib.check_batch_divisible(config.global_batch_size)
+    group = _get(config.model, 'bn_group_size', 0)
+    per_process = config.global_batch_size // jax.process_count()
+    if group and per_process % group:
+      raise ConfigError(f'config.model.bn_group_size={group} must divide the per-process batch '
+                        f'{per_process} (global_batch_size {config.global_batch_size} over '
+                        f'{jax.process_count()} processes), so no BatchNorm group spans two hosts')
     if _get(config, 'eval_batch_size', -1) > 0:
       mesh_lib.check_batch_divisible(config.eval_batch_size, 'eval_batch_size')
   except ValueError as e:

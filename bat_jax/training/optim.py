@@ -18,12 +18,17 @@
   ``v = m v + g; p -= lr (g + m v)``, optax's ``sgd(nesterov=True)`` (``g`` after weight decay);
 * weight decay is L2 added to the gradient before momentum, as PyTorch's ``weight_decay``, on
   ``'all'`` parameters (released image code) or only ``'conv_fc_weights'`` — every ``kernel`` of
-  rank >= 2 — leaving BN scales/biases and biases undecayed (released video code);
+  rank >= 2 and the RSA layers' ``H1``, ``H2``, ``G``, ``P1``, ``I`` — leaving BN scales/biases
+  and biases undecayed (released video code's ``TrainPolicy``, ``utils.py``: conv/linear weights
+  decay 1, biases and BN decay 0; released RSA ``TSN.get_optim_policies``, ``ops/models.py``:
+  the RSA module's ``P1`` and ``I`` join ``normal_weight``, its convolution weights too);
+* ``config.bias_lr_mult`` (default 1): the learning rate of every conv / linear ``bias`` (a
+  ``bias`` next to a ``kernel``: the BAT and NL blocks' convs, the classifier; not BN's shift)
+  times this. 2 in the video recipes: the released BAT video ``TrainPolicy`` and RSA's
+  ``get_optim_policies`` give biases ``lr_mult`` 2. SGD is linear in the learning rate, so this
+  scales those leaves' final updates (momentum and Nesterov included);
 * gradient clipping by global norm (``grad_clip_norm > 0``; 20 for Kinetics) on the raw
   gradients, before weight decay, like ``clip_grad_norm_`` before ``optimizer.step()``.
-
-Not reproduced: the released video code's 2x learning rate on biases (BAT blocks' convs are the
-only biased layers); noted in docs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,23 @@ WARMUP_GRANULARITY = ('step', 'epoch')
 COSINE_SPANS = ('after_warmup', 'all_steps')
 OPTIMIZERS = ('sgd',)
 WEIGHT_DECAY_ON = ('all', 'conv_fc_weights')
+# RSA layer parameters the released get_optim_policies decays (``normal_weight``) although they
+# are not conv kernels here (bat_jax/blocks/rsa.py names them as the released module does).
+RSA_DECAYED_PARAMS = frozenset({'H1', 'H2', 'G', 'P1', 'I'})
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str | None:
+  return getattr(path[-1], 'key', None) if path else None
+
+
+def conv_fc_bias_mask(params: Any) -> Any:
+  """True on the ``bias`` of every conv / dense layer (a ``bias`` whose module has a ``kernel``);
+  BatchNorm's ``bias`` (next to ``scale``) is False."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  layers = {jax.tree_util.keystr(path[:-1]) for path, _ in flat if _leaf_name(path) == 'kernel'}
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: _leaf_name(path) == 'bias' and jax.tree_util.keystr(path[:-1]) in layers,
+      params)
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:
@@ -89,7 +111,8 @@ def weight_decay_mask(params: Any, weight_decay_on: str) -> Any:
     return jax.tree.map(lambda _: True, params)
   if weight_decay_on == 'conv_fc_weights':
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: getattr(path[-1], 'key', None) == 'kernel' and leaf.ndim >= 2, params)
+        lambda path, leaf: (_leaf_name(path) == 'kernel' and leaf.ndim >= 2)
+        or _leaf_name(path) in RSA_DECAYED_PARAMS, params)
   raise ValueError(f'config.weight_decay_on={weight_decay_on!r}; allowed: '
                    f'{list(WEIGHT_DECAY_ON)}')
 
@@ -107,4 +130,7 @@ def make_optimizer(config: ml_collections.ConfigDict,
         mask=lambda params: weight_decay_mask(params, config.weight_decay_on)))
   parts.append(optax.sgd(schedule, momentum=config.momentum,
                          nesterov=bool(config.get('nesterov', False))))
+  bias_lr_mult = float(config.get('bias_lr_mult', 1.0))
+  if bias_lr_mult != 1.0:
+    parts.append(optax.masked(optax.scale(bias_lr_mult), conv_fc_bias_mask))
   return optax.chain(*parts)

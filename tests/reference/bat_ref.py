@@ -53,12 +53,17 @@ def sliding_logits(pooled: np.ndarray, kernel: np.ndarray, bias: np.ndarray, siz
   return np.where(covered, total / np.maximum(count, 1), 0.0), covered
 
 
-def normalize(logits: np.ndarray, covered: np.ndarray, axis: int, kind: str) -> np.ndarray:
-  """Eq. 2: non-negative, L1-normalised along ``axis``; uncovered entries are 0."""
+def normalize(logits: np.ndarray, covered: np.ndarray, axis: int, kind: str,
+              uncovered: str = 'zero_weight') -> np.ndarray:
+  """Eq. 2: non-negative, L1-normalised along ``axis``. Entries no window covers: weight 0
+  (``'zero_weight'``, supplement §2) or logit 0 normalised with the rest (``'zero_logit'``, the
+  released video code's zero-filled matrix)."""
+  logits = np.where(covered, logits, 0.0)
+  keep = covered if uncovered == 'zero_weight' else np.ones_like(covered)
   if kind == 'softmax':
-    e = np.exp(logits - logits.max(axis=axis, keepdims=True)) * covered
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True)) * keep
   else:
-    e = 1.0 / (1.0 + np.exp(-logits)) * covered
+    e = 1.0 / (1.0 + np.exp(-logits)) * keep
   return e / e.sum(axis=axis, keepdims=True)
 
 
@@ -97,16 +102,17 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def predict(pooled: np.ndarray, conv: dict, size: int, groups: int, axis: int,
-            kind: str) -> np.ndarray:
+            kind: str, uncovered: str = 'zero_weight') -> np.ndarray:
   kernel = np.asarray(conv['kernel'], np.float64)
   logits, covered = sliding_logits(pooled, kernel, np.asarray(conv['bias'], np.float64), size,
                                    groups)
-  return normalize(logits, covered, axis, kind)
+  return normalize(logits, covered, axis, kind, uncovered)
 
 
 def bat_block(x: np.ndarray, params: dict, stats: dict, *, groups: int, size: int,
               temporal_groups: int = 0, temporal_size: int = 4, normalization: str = 'softmax',
-              matrix: str = 'block', sizes: tuple[int, int] | None = None) -> dict:
+              matrix: str = 'block', sizes: tuple[int, int] | None = None,
+              uncovered: str = 'zero_weight') -> dict:
   """The BAT-Block in eval mode on ``x (N, T, H, W, D)``; returns output and the dense P, Q, T."""
   x = np.asarray(x, np.float64)
   n, t, h, w, d = x.shape
@@ -122,9 +128,9 @@ def bat_block(x: np.ndarray, params: dict, stats: dict, *, groups: int, size: in
   for b in range(n):
     for τ in range(t):
       p = predict(row_pool(f[b, τ], s_h), pp['predict_p']['conv'], s_h, groups, -1,
-                  normalization)
+                  normalization, uncovered)
       q = predict(col_pool(f[b, τ], s_w), pp['predict_q']['conv'], s_w, groups, -2,
-                  normalization)
+                  normalization, uncovered)
       bh, bw = cells(h, s_h)[0][1], cells(w, s_w)[0][1]
       for g in range(groups):
         full_p, full_q = full_matrix(p[g], bh, h), full_matrix(q[g], bw, w)
@@ -146,7 +152,7 @@ def bat_block(x: np.ndarray, params: dict, stats: dict, *, groups: int, size: in
       frames = f[b].mean(axis=(1, 2))  # average over H, W: (T, k)
       pooled = np.stack([frames[a:e].mean(axis=0) for a, e in cells(t, temporal_size)])
       tm = predict(pooled, pp['predict_t']['conv'], temporal_size, temporal_groups, -1,
-                   normalization)
+                   normalization, uncovered)
       bt = cells(t, temporal_size)[0][1]
       for g in range(temporal_groups):
         full_t = full_matrix(tm[g], bt, t)
