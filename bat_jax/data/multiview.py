@@ -75,20 +75,32 @@ def _keyframes(path: str, fps: float) -> np.ndarray | None:
 
 
 def _union_decode(container, stream, wanted: np.ndarray, fps: float,
-                  keyframes: np.ndarray | None) -> dict | None:
-  """{wanted index: frame} by one forward pass with seeks (module docstring); None on failure."""
+                  keyframes: np.ndarray | None, skip_nonref: bool = True) -> dict | None:
+  """{wanted index: frame} by one forward pass with seeks (module docstring); None on failure.
+
+  Unwanted non-reference frames are not decoded, as in
+  :func:`bat_jax.data.video._seek_decode` (again without skipping if a wanted index had no
+  frame of its own).
+  """
   start_time, tb = stream.start_time or 0, stream.time_base
+  wanted_set = {int(w) for w in wanted}
+
+  def skip(packet) -> bool:
+    return packet.pts is not None and _frame_index(packet, start_time, tb, fps) not in wanted_set
+
   out: dict = {}
   i = 0
+  exact = True
   while i < len(wanted):
     first = int(wanted[i])
-    if first > 0:  # the same seek as bat_jax.data.video._seek_decode
+    if first > 0 or not skip_nonref:  # the same seek as bat_jax.data.video._seek_decode
       target = start_time + int(first / fps / float(tb)) - 1
       container.seek(max(target, start_time), stream=stream, backward=True, any_frame=False)
     checked = False
     seek_again = False
     matched_before = i  # no new seek before this run matched a frame: always progresses
-    for frame in V._frames(container, stream, []):  # pylint: disable=protected-access
+    for frame in V._frames(container, stream, [],  # pylint: disable=protected-access
+                           skip if skip_nonref else None):
       if frame.pts is None:
         return None
       idx = _frame_index(frame, start_time, tb, fps)
@@ -97,10 +109,11 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
         if idx > first:
           return None  # seek overshoot
       while i < len(wanted) and idx >= wanted[i]:
+        exact &= idx == wanted[i]
         out[int(wanted[i])] = frame
         i += 1
       if i == len(wanted):
-        return out
+        break
       if keyframes is not None and i > matched_before:
         # where the seek for wanted[i] lands: the last keyframe before it (the seek targets
         # one tick before the wanted frame)
@@ -108,8 +121,13 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
         if kf > idx + 1:  # frames idx + 1 .. kf - 1 are not needed: seek instead
           seek_again = True
           break
+    if i == len(wanted):
+      break
     if not seek_again:
       return None  # the stream ended before the last wanted frame
+  stream.codec_context.skip_frame = 'DEFAULT'
+  if skip_nonref and not exact:
+    return _union_decode(container, stream, wanted, fps, keyframes, skip_nonref=False)
   return out
 
 
