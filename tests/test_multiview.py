@@ -4,6 +4,7 @@ import fractions
 import importlib.util
 import os
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -164,3 +165,15 @@ def test_eval_iterator_with_workers_and_threads_matches_per_view_transform(video
     assert len(got) == len(want)
     for g, w in zip(got, want):
       np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize('out_hw', [None, (36, 54)])
+def test_single_thread_conversion_gives_swscales_default_pixels(videos, out_hw):
+  with av.open(videos['gop8']) as c:
+    for frame in list(c.decode(video=0))[:3]:
+      if out_hw is None:
+        want = frame.to_ndarray(format='rgb24')
+      else:
+        want = frame.reformat(width=out_hw[1], height=out_hw[0], format='rgb24',
+                              interpolation='BILINEAR').to_ndarray()
+      np.testing.assert_array_equal(V._to_rgb(frame, out_hw), want)
