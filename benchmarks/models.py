@@ -224,7 +224,8 @@ def load_config(module: str, dtype: str = 'float32', **model_overrides: Any) -> 
 class Row:
   """One model x dtype: its compiled train step and inference, state and inputs."""
 
-  def __init__(self, key: str, cfg: Any, batch: int, label: str, base: str):
+  def __init__(self, key: str, cfg: Any, batch: int, label: str, base: str,
+               with_infer: bool = True):
     self.key, self.cfg, self.batch, self.label, self.base = key, cfg, batch, label, base
     self.model = build_model(cfg.model)
     mesh = mesh_lib.make_mesh()
@@ -241,13 +242,14 @@ class Row:
     self.infer = jax.jit(lambda v, x: model.apply(v, x, train=False),
                          compiler_options=_compiler_options())
     t0 = time.perf_counter()
-    compiled = self.train_step.lower(self.state, self.batch_arrays).compile()
+    self.compiled_train = self.train_step.lower(self.state, self.batch_arrays).compile()
     self.compile_train_s = time.perf_counter() - t0
-    self.mem_train = common.memory_stats(compiled)
-    t0 = time.perf_counter()
-    compiled = self.infer.lower(self.state.variables(), x).compile()
-    self.compile_infer_s = time.perf_counter() - t0
-    self.mem_infer = common.memory_stats(compiled)
+    self.mem_train = common.memory_stats(self.compiled_train)
+    if with_infer:
+      t0 = time.perf_counter()
+      compiled = self.infer.lower(self.state.variables(), x).compile()
+      self.compile_infer_s = time.perf_counter() - t0
+      self.mem_infer = common.memory_stats(compiled)
     counts = summary.summarize(cfg.model)
     self.gmacs = counts['gmacs'] * batch
     self.params = counts['params']

@@ -16,6 +16,18 @@ time. Prints the machine (CPU model, cores) and writes everything to ``--json``.
 
 ``--threads`` is grain's read threads per worker (or in the main process with 0 workers); the
 trainer's default is 2.
+
+``--compare`` instead runs the reader comparison, one process, one thread, in interleaved
+rounds (every reader and video once per round; ratios are medians of per-round ratios), on
+three videos it writes: 340 x 256 with keyframe interval 250, the same after
+``prepare_videos`` (short side 256, interval 32), and 640 x 360 with interval 250. Per video:
+the sequential decode-only frames/s (the codec's limit), training clips/s of
+:func:`bat_jax.data.video.train_transform` and of the PySlowFast-style reader
+(:mod:`benchmarks.peer_pyslowfast`), where a training clip's time goes (open, seek, frames
+decoded before the window, the window, RGB conversion + resize, crop/flip/normalise, the rest),
+and for 30-view evaluation the frames decoded per video and views/s, per view
+(:func:`bat_jax.data.video.eval_transform`) against one decode
+(:mod:`bat_jax.data.multiview`).
 """
 
 from __future__ import annotations
@@ -32,8 +44,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bat_jax.data import multiview  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import pipeline  # noqa: E402  pylint: disable=g-import-not-at-top
+from bat_jax.data import prepare_videos  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import video as V  # noqa: E402  pylint: disable=g-import-not-at-top
+from benchmarks import peer_pyslowfast  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def cpu_model() -> str:
@@ -109,6 +124,201 @@ def measure(path: str, workers: int, threads: int, batches: int, batch_size: int
           'first_batch_seconds': round(startup, 2)}
 
 
+# ------------------------------------------------------------------------------------------------
+# --compare: our reader against the PySlowFast-style one, stage breakdown, multi-view decoding.
+
+TRAIN = dict(num_frames=8, stride=8, crop_size=224, short_side_range=(256, 320))
+
+
+def decode_only_fps(path: str) -> float:
+  """Sequential decode of every frame, no conversion: frames per second (one thread)."""
+  t0 = time.perf_counter()
+  container = V._open(path)  # pylint: disable=protected-access
+  n = sum(1 for _ in container.decode(video=0))
+  container.close()
+  return n / (time.perf_counter() - t0)
+
+
+def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
+  """Seconds per stage of one training clip, mirroring ``train_transform``'s steps."""
+  t = {}
+  t0 = time.perf_counter()
+  short = int(rng.integers(256, 321))
+  container = V._open(path)  # pylint: disable=protected-access
+  stream = container.streams.video[0]
+  fps, n = V._stream_info(container, stream)  # pylint: disable=protected-access
+  out_hw = V.short_side_shape(stream.codec_context.height, stream.codec_context.width, short)
+  t1 = time.perf_counter()
+  t['open'] = t1 - t0
+  window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
+  start = int(rng.integers(0, n - window + 1))
+  wanted = V.clip_indices(n, TRAIN['num_frames'], TRAIN['stride'], start)
+  seek_decode_timed = {'before': 0.0, 'window': 0.0, 'frames_before': 0, 'frames_window': 0}
+  frames = V._frames  # pylint: disable=protected-access
+
+  def timed(container, stream, errors, skip=None):
+    tick = time.perf_counter()
+    for f in frames(container, stream, errors, skip):
+      tock = time.perf_counter()
+      idx = int(round(float((f.pts - (stream.start_time or 0)) * stream.time_base) * fps))
+      key = 'before' if idx < wanted[0] else 'window'
+      seek_decode_timed[key] += tock - tick
+      seek_decode_timed['frames_' + key] += 1
+      yield f
+      tick = time.perf_counter()
+
+  V._frames = timed  # pylint: disable=protected-access
+  try:
+    ts = time.perf_counter()
+    picked = V._seek_decode(container, stream, wanted, fps)  # pylint: disable=protected-access
+    t2 = time.perf_counter()
+  finally:
+    V._frames = frames  # pylint: disable=protected-access
+  t['seek'] = (t2 - ts) - seek_decode_timed['before'] - seek_decode_timed['window']
+  t['decode_before_window'] = seek_decode_timed['before']
+  t['decode_window'] = seek_decode_timed['window']
+  arrays = np.stack([V._to_rgb(f, out_hw) for f in picked])  # pylint: disable=protected-access
+  container.close()
+  t3 = time.perf_counter()
+  t['rgb_resize'] = t3 - t2
+  clip = V.random_crop(arrays, TRAIN['crop_size'], rng)
+  if rng.random() < 0.5:
+    clip = V.horizontal_flip(clip)
+  V.normalize(clip)
+  t['crop_flip_normalise'] = time.perf_counter() - t3
+  t['frames_before_window'] = seek_decode_timed['frames_before']
+  t['frames_window'] = seek_decode_timed['frames_window']
+  return t
+
+
+def _count_decoded(fn) -> int:
+  """Frames the decoder returned while ``fn()`` ran."""
+  frames, count = V._frames, [0]  # pylint: disable=protected-access
+
+  def counting(container, stream, errors, skip=None):
+    for f in frames(container, stream, errors, skip):
+      count[0] += 1
+      yield f
+
+  V._frames = counting  # pylint: disable=protected-access
+  try:
+    fn()
+  finally:
+    V._frames = frames  # pylint: disable=protected-access
+  return count[0]
+
+
+def _views_per_view(path, clips=10, crops=3, short=256):
+  for v in range(clips * crops):
+    V.eval_transform(path, num_frames=8, stride=8, crop_size=short, short_side=short,
+                     clip_index=v // crops, num_clips=clips, crop_index=v % crops,
+                     num_crops=crops)
+
+
+def _views_one_decode(path, clips=10, crops=3, short=256):
+  c = multiview.decode_eval_clips(path, num_frames=8, stride=8, num_clips=clips,
+                                  short_side=short)
+  for v in range(clips * crops):
+    multiview.cut_view(c, v // crops, v % crops, num_crops=crops, crop_size=short)
+
+
+def _train_without_skipping(path: str, rng: np.random.Generator) -> np.ndarray:
+  """``train_transform`` decoding every frame (no ``skip_frame``): the reader before that cut."""
+  seek_decode = V._seek_decode  # pylint: disable=protected-access
+  V._seek_decode = lambda c, s, w, f, skip_nonref=True: seek_decode(c, s, w, f, False)
+  try:
+    return V.train_transform(path, rng, **TRAIN)
+  finally:
+    V._seek_decode = seek_decode  # pylint: disable=protected-access
+
+
+def compare(tmp: str, rounds: int, clips: int) -> dict:
+  """The --compare run (module docstring); returns rows for the JSON and prints the tables."""
+  src = os.path.join(tmp, 'k250_340x256.mp4')
+  videos = {'340x256 keyint 250': make_video(src, 256, 340, 30, 10, 250)}
+  prep = os.path.join(tmp, 'prepared_340x256.mp4')
+  prepare_videos.convert_video(src, prep, 256, 32)
+  videos['340x256 prepared (keyint 32)'] = dict(videos['340x256 keyint 250'], path=prep, gop=32,
+                                                bytes=os.path.getsize(prep))
+  videos['640x360 keyint 250'] = make_video(os.path.join(tmp, 'k250_640x360.mp4'), 360, 640, 30,
+                                            10, 250)
+  window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
+  readers = {'ours': lambda p, r: V.train_transform(p, r, **TRAIN),
+             'ours_no_skip': _train_without_skipping,
+             'pyslowfast': peer_pyslowfast.train_clip}
+  times = {(v, r): [] for v in videos for r in readers}
+  fps = {v: [] for v in videos}
+  stages = {v: [] for v in videos}
+  for rnd in range(rounds):
+    for v, info in videos.items():
+      fps[v].append(decode_only_fps(info['path']))
+      for r, fn in readers.items():
+        rng = np.random.default_rng([rnd, 1])
+        t0 = time.perf_counter()
+        for _ in range(clips):
+          fn(info['path'], rng)
+        times[(v, r)].append((time.perf_counter() - t0) / clips)
+      rng = np.random.default_rng([rnd, 2])
+      stages[v] += [clip_breakdown(info['path'], rng) for _ in range(clips)]
+  rows = []
+  for v, info in videos.items():
+    ours, peer = np.asarray(times[(v, 'ours')]), np.asarray(times[(v, 'pyslowfast')])
+    before = np.asarray(times[(v, 'ours_no_skip')])
+    limit = float(np.median(fps[v])) / window
+    rows.append({'video': v, 'bytes': info['bytes'], 'gop': info['gop'],
+                 'decode_only_fps': round(float(np.median(fps[v])), 1),
+                 'limit_clips_per_s': round(limit, 2),
+                 'ours_clips_per_s': round(1 / float(np.median(ours)), 2),
+                 'pyslowfast_clips_per_s': round(1 / float(np.median(peer)), 2),
+                 'ours_over_pyslowfast': round(float(np.median(peer / ours)), 3),
+                 'ours_no_skip_clips_per_s': round(1 / float(np.median(before)), 2),
+                 'skip_speedup': round(float(np.median(before / ours)), 3),
+                 'ours_over_limit': round(1 / float(np.median(ours)) / limit, 3),
+                 'stages_ms': {k: round(1000 * float(np.mean([s[k] for s in stages[v]])), 2)
+                               for k in stages[v][0] if not k.startswith('frames')},
+                 'frames_before_window': float(np.mean([s['frames_before_window']
+                                                        for s in stages[v]])),
+                 'frames_window': float(np.mean([s['frames_window'] for s in stages[v]])),
+                 'ours_ms_per_clip': round(1000 * float(np.median(ours)), 2)})
+  print(f"{'video':<30} | {'MB':>5} | {'decode fps':>10} | {'limit clips/s':>13} | "
+        f"{'ours':>6} | {'no skip':>7} | {'PySlowFast':>10} | {'ours/peer':>9} | "
+        f"{'ours/limit':>10} | {'skip gain':>9}")
+  for r in rows:
+    print(f"{r['video']:<30} | {r['bytes'] / 1e6:>5.2f} | {r['decode_only_fps']:>10.0f} | "
+          f"{r['limit_clips_per_s']:>13.1f} | {r['ours_clips_per_s']:>6.1f} | "
+          f"{r['ours_no_skip_clips_per_s']:>7.1f} | {r['pyslowfast_clips_per_s']:>10.1f} | "
+          f"{r['ours_over_pyslowfast']:>9.2f} | {r['ours_over_limit']:>10.2f} | "
+          f"{r['skip_speedup']:>9.2f}")
+  print('where an ours clip goes (ms, mean; frames decoded before / in the window):')
+  for r in rows:
+    print(f"  {r['video']:<30} total {r['ours_ms_per_clip']:.1f}: " +
+          ', '.join(f'{k} {v:.1f}' for k, v in r['stages_ms'].items()) +
+          f"; frames {r['frames_before_window']:.0f} + {r['frames_window']:.0f}")
+  # 30-view evaluation of the first video: decoded frames and views/s, per view vs one decode
+  path = videos['340x256 keyint 250']['path']
+  mv = {'per_view_frames': _count_decoded(lambda: _views_per_view(path)),
+        'one_decode_frames': _count_decoded(lambda: _views_one_decode(path))}
+  tv = {'per_view': [], 'one_decode': []}
+  for _ in range(max(1, rounds // 2)):
+    for k, fn in (('per_view', _views_per_view), ('one_decode', _views_one_decode)):
+      t0 = time.perf_counter()
+      fn(path)
+      tv[k].append(time.perf_counter() - t0)
+  mv['per_view_views_per_s'] = round(30 / float(np.median(tv['per_view'])), 2)
+  mv['one_decode_views_per_s'] = round(30 / float(np.median(tv['one_decode'])), 2)
+  mv['frames_ratio'] = round(mv['per_view_frames'] / mv['one_decode_frames'], 2)
+  mv['speedup'] = round(float(np.median(np.asarray(tv['per_view']) /
+                                        np.asarray(tv['one_decode']))), 2)
+  print(f"30-view evaluation, 340x256 keyint 250: decoded frames per video {mv['per_view_frames']}"
+        f" per view -> {mv['one_decode_frames']} one decode ({mv['frames_ratio']:.1f}x fewer); "
+        f"views/s {mv['per_view_views_per_s']:.1f} -> {mv['one_decode_views_per_s']:.1f} "
+        f"({mv['speedup']:.2f}x)")
+  for info in videos.values():
+    info.pop('path', None)
+  return {'videos': videos, 'rows': rows, 'multiview_30view': mv, 'rounds': rounds,
+          'clips_per_round': clips}
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2])
@@ -121,6 +331,10 @@ def main(argv=None) -> int:
   p.add_argument('--seconds', type=float, default=10.0)
   p.add_argument('--gop', type=int, default=250, help='keyframe interval (x264 default 250)')
   p.add_argument('--json', default=os.path.join('workdirs', 'benchmarks', 'pipeline.json'))
+  p.add_argument('--compare', action='store_true',
+                 help='reader comparison against the PySlowFast-style reader (docstring)')
+  p.add_argument('--rounds', type=int, default=5, help='--compare: interleaved rounds')
+  p.add_argument('--clips', type=int, default=6, help='--compare: clips per reader and round')
   a = p.parse_args(argv)
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS.mark_as_parsed()  # grain multiprocessing outside absl.app.run
@@ -131,6 +345,17 @@ def main(argv=None) -> int:
              'platform': platform.platform()}
   print(f"machine: {machine['cpu']}, {machine['cores']} usable cores (nproc), "
         f"Python {machine['python']}, PyAV {machine['pyav']}")
+  if a.compare:
+    with tempfile.TemporaryDirectory() as tmp:
+      out = {'machine': machine, 'load_average': os.getloadavg(),
+             **compare(tmp, a.rounds, a.clips)}
+    out['load_average_after'] = os.getloadavg()
+    if a.json:
+      os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+      with open(a.json, 'w') as f:
+        json.dump(out, f, indent=2)
+      print(f'wrote {a.json}')
+    return 0
   with tempfile.TemporaryDirectory() as tmp:
     info = make_video(os.path.join(tmp, 'kinetics_like.mp4'), a.height, a.width, a.fps,
                       a.seconds, a.gop)

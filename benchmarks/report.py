@@ -1,7 +1,8 @@
-r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``
-and ``precision.py`` wrote.
+r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``,
+``precision.py`` and ``pipeline.py --compare`` wrote.
 
-    python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision}.json
+    python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision,
+                                   #   pipeline_compare}.json
 
 Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
 target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
@@ -40,6 +41,61 @@ def _load(path: str) -> dict[str, Any] | None:
 
 def _mark(ok: bool) -> str:
   return '**met**' if ok else '**not met**'
+
+
+# Input-pipeline targets (issue 15, item 6): (row video or None for the multi-view row, key,
+# description, limit).
+PIPELINE_TARGETS = (
+    ('340x256 keyint 250', 'ours_over_pyslowfast',
+     'training clips/s, ours / PySlowFast-style, 340x256 keyint 250', 2.0),
+    ('340x256 prepared (keyint 32)', 'ours_over_pyslowfast',
+     'training clips/s, ours / PySlowFast-style, after prepare_videos', 3.0),
+    ('340x256 prepared (keyint 32)', 'ours_over_limit',
+     'training clips/s / decode-only limit (fps / 57-frame window), after prepare_videos', 0.6),
+    (None, 'frames_ratio', '30-view: decoded frames per video, per view / one decode', 5.0),
+)
+
+
+def pipeline_section(cmp: dict[str, Any]) -> list[str]:
+  """The reader comparison of ``benchmarks/pipeline.py --compare`` with the item-6 targets."""
+  rows = {r['video']: r for r in cmp['rows']}
+  mv = cmp['multiview_30view']
+  m = cmp['machine']
+  lines = ['## Input pipeline: our reader against PySlowFast\'s PyAV path', '',
+           f"Machine: {m['cpu']}, {m['cores']} usable cores, Python {m['python']}, PyAV "
+           f"{m['pyav']}; load average {cmp['load_average'][0]:.2f} -> "
+           f"{cmp['load_average_after'][0]:.2f} (the cores were shared with other jobs: absolute "
+           'numbers are low, the ratios are paired per round). Command: `python '
+           f"benchmarks/pipeline.py --compare --rounds {cmp['rounds']} --clips "
+           f"{cmp['clips_per_round']}`; one process, one thread; 8 x 8 clips, short side U[256, "
+           '320], 224 crop, flip, normalise. Method: [docs/performance.md](../docs/performance.md'
+           '#input-pipeline).', '',
+           '| target | measured | limit |  |', '|---|---|---|---|']
+  for video, key, what, limit in PIPELINE_TARGETS:
+    value = mv[key] if video is None else rows[video][key]
+    lines.append(f'| {what} | {value:.2f} | >= {limit} | {_mark(value >= limit)} |')
+  lines += ['| frame store (`--format=frames`) / video path, clips/s | – | >= 3 | not built |', '',
+            '| video | MB | decode-only frames/s | limit clips/s | ours clips/s | ours without '
+            'skip_frame | PySlowFast-style clips/s | ours / PySlowFast | ours / limit |',
+            '|---|---|---|---|---|---|---|---|---|']
+  for r in cmp['rows']:
+    lines.append(f"| {r['video']} | {r['bytes'] / 1e6:.2f} | {r['decode_only_fps']:.0f} | "
+                 f"{r['limit_clips_per_s']:.1f} | {r['ours_clips_per_s']:.1f} | "
+                 f"{r['ours_no_skip_clips_per_s']:.1f} | {r['pyslowfast_clips_per_s']:.1f} | "
+                 f"{r['ours_over_pyslowfast']:.2f} | {r['ours_over_limit']:.2f} |")
+  stages = list(cmp['rows'][0]['stages_ms'])
+  lines += ['', 'Where one of our training clips goes (ms, mean over the breakdown clips; '
+            '"frames" = frames the decoder returned before / inside the window):', '',
+            '| video | ' + ' | '.join(stages) + ' | frames before + in window |',
+            '|---|' + '---|' * (len(stages) + 1)]
+  for r in cmp['rows']:
+    lines.append(f"| {r['video']} | " + ' | '.join(f"{r['stages_ms'][k]:.1f}" for k in stages) +
+                 f" | {r['frames_before_window']:.0f} + {r['frames_window']:.0f} |")
+  lines += ['', f"30-view evaluation of the 340x256 keyint-250 video: {mv['per_view_frames']} "
+            f"decoded frames per video per view, {mv['one_decode_frames']} with one decode "
+            f"({mv['frames_ratio']:.1f}x fewer); {mv['per_view_views_per_s']:.1f} -> "
+            f"{mv['one_decode_views_per_s']:.1f} views/s ({mv['speedup']:.2f}x).", '']
+  return lines
 
 
 def machine_line(m: dict[str, Any]) -> str:
@@ -132,7 +188,8 @@ def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
 
 def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
           precision: dict[str, Any] | None, path: str,
-          peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None) -> str:
+          peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None,
+          pipeline_cmp: dict[str, Any] | None = None) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -148,6 +205,8 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               "ratio compares calls made seconds apart); times are medians over rounds.", '',
               '## Models', '', '![throughput](../docs/images/models_throughput.png)', '',
               models_bench.tables(models), '']
+  if pipeline_cmp:
+    lines += pipeline_section(pipeline_cmp)
   if ops:
     import ops as ops_bench  # pylint: disable=g-import-not-at-top
     a = ops['args']
@@ -195,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                       '--no-pipeline --repeats 15 --json NAME --plot ""` (comma-separated)')
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
   p.add_argument('--ops', default=os.path.join(common.RESULTS_DIR, 'ops.json'))
+  p.add_argument('--pipeline', default=os.path.join(common.RESULTS_DIR, 'pipeline_compare.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
   models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
@@ -202,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
     return 1
   peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
-  print(f'wrote {write(models, blocks, precision, a.out, peers, _load(a.ops))}')
+  print(f'wrote {write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline))}')
   return 0
 
 

@@ -84,9 +84,9 @@ from typing import Any, Callable, Sequence
 import grain
 import numpy as np
 
-from bat_jax.data import kinetics
+from bat_jax.data import kinetics, multiview
 from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, VideoDecodeError,
-                                check_train_augment, eval_transform, train_transform)
+                                check_train_augment, train_transform)
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
            'reset_broken_files', 'train_position_order', 'eval_assignment', 'no_flip_classes']
@@ -292,22 +292,62 @@ class _TrainLoad:
 
 
 class _EvalLoad:
+  """One view per element, cut from the video's clips decoded once
+  (:func:`bat_jax.data.multiview.decode_eval_clips`): a video's views are consecutive rows, so
+  a small per-process cache of the last videos (or their decode error) serves all of them."""
+
+  _CACHE_VIDEOS = 2  # a video's views may straddle two batches read by two threads
+
   def __init__(self, paths, labels, opts: dict, num_clips: int, num_crops: int, shape):
     self.paths, self.labels, self.opts = tuple(paths), labels, opts
     self.num_clips, self.num_crops, self.shape = num_clips, num_crops, shape
+    self._init_cache()
+
+  def _init_cache(self):
+    self._cache: collections.OrderedDict = collections.OrderedDict()
+    self._lock = threading.Lock()
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    del state['_cache'], state['_lock']
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._init_cache()
+
+  def _clips(self, vid: int):
+    """uint8 (K, T, H, W, 3) clips of video ``vid``, or the VideoDecodeError it raised."""
+    with self._lock:
+      if vid in self._cache:
+        self._cache.move_to_end(vid)
+        return self._cache[vid]
+    o = self.opts
+    try:
+      value = multiview.decode_eval_clips(
+          self.paths[vid], num_frames=o['num_frames'], stride=o['stride'],
+          num_clips=self.num_clips, short_side=o['short_side'], sampling=o['sampling'])
+    except VideoDecodeError as e:
+      value = e
+    with self._lock:
+      self._cache[vid] = value
+      while len(self._cache) > self._CACHE_VIDEOS:
+        self._cache.popitem(last=False)
+    return value
 
   def __call__(self, item):
     vid, view = int(item[0]), int(item[1])
     broken = ()
     if vid >= 0:
-      try:
-        video = eval_transform(self.paths[vid], clip_index=view // self.num_crops,
-                               num_clips=self.num_clips, crop_index=view % self.num_crops,
-                               num_crops=self.num_crops, **self.opts)
+      clips = self._clips(vid)
+      if isinstance(clips, VideoDecodeError):
+        broken = ((clips.path, clips.reason),)
+      else:
+        video = multiview.cut_view(clips, view // self.num_crops, view % self.num_crops,
+                                   num_crops=self.num_crops, crop_size=self.opts['crop_size'],
+                                   mean=self.opts['mean'], std=self.opts['std'])
         return {'video': video, 'label': np.int32(self.labels[vid]), 'mask': np.bool_(True),
                 'video_index': np.int32(vid), '_broken': ()}
-      except VideoDecodeError as e:
-        broken = ((e.path, e.reason),)
     return {'video': np.zeros(self.shape, np.float32),
             'label': np.int32(self.labels[vid] if vid >= 0 else 0), 'mask': np.bool_(False),
             'video_index': np.int32(vid), '_broken': broken}
