@@ -19,7 +19,7 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 * optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
   indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
   res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
-  ``kernel_size``, ``latent``, ``kernel_type``, ``context_type``, ``eps``).
+  ``kernel_size``, ``latent``, ``kernel_type``, ``context_type``, ``normalization``, ``eps``).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
     if any(not 0 <= i < num_blocks for i in indices):
       raise ValueError(f'model.rsa.positions.{stage}={indices}: {stage} of {cfg.name} has '
                        f'residual blocks 0..{num_blocks - 1}')
-  allowed = _block_fields(RSALayer) - {'features', 'strides'}
+  allowed = _block_fields(RSALayer) - {'features', 'strides', 'train'}
   unknown = set(rsa) - allowed
   if unknown:
     raise ValueError(f'model.rsa has unknown field(s) {sorted(unknown)}; allowed: '

@@ -190,12 +190,12 @@ class _ResidualBlock(nn.Module):
   dtype: Any = jnp.float32
   expansion = 1
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
     raise NotImplementedError
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    convs = self._convs()
+    convs = self._convs(train)
     out = self.features * self.expansion
     project = self.strides != 1 or x.shape[-1] != out
     shortcut = x
@@ -248,7 +248,7 @@ class BasicBlock(_ResidualBlock):
   """ResNet-18/34 and CIFAR residual block: ``t x 3 x 3`` (carries the stride), ``1 x 3 x 3``."""
   expansion = 1
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
     return [self._conv(self.features, (self.temporal_kernel, 3, 3), self.strides),
             self._conv(self.features, (1, 3, 3))]
 
@@ -262,7 +262,8 @@ class Bottleneck(_ResidualBlock):
     width_per_group: ResNeXt's ``d``; the inner width is ``int(features * width_per_group / 64)
       * groups`` (torchvision), which is ``features`` for a plain ResNet (1, 64).
     conv2_module: a module class replacing the ``1x3x3`` conv2 (RSA's ``RSALayer``): called as
-      ``conv2_module(inner, strides=..., dtype=..., **conv2_kwargs, name='conv2')(y)``, followed
+      ``conv2_module(inner, strides=..., train=..., dtype=..., **conv2_kwargs, name='conv2')(y)``
+      (``train``: the block's mode, for normalisations with batch statistics), followed
       by the usual ``bn2`` + ReLU. A block holding one starts its ``bn3`` scale at 0 (RSA
       supplement §1: "set the gamma parameter of the last batch normalization layer to zero").
     conv2_kwargs: its fields.
@@ -277,7 +278,7 @@ class Bottleneck(_ResidualBlock):
   inflation: str = '3x1x1'
   expansion = 4
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
     if self.inflation not in INFLATIONS:
       raise ValueError(f'inflation={self.inflation!r}; allowed: {INFLATIONS}')
     inner = int(self.features * (self.width_per_group / 64.0)) * self.groups
@@ -288,8 +289,8 @@ class Bottleneck(_ResidualBlock):
     elif t2 != 1:
       raise ValueError("inflation='3x3x3' inflates conv2, which conv2_module replaces")
     else:
-      conv2 = functools.partial(self.conv2_module, inner, strides=self.strides, dtype=self.dtype,
-                                **(self.conv2_kwargs or {}))
+      conv2 = functools.partial(self.conv2_module, inner, strides=self.strides, train=train,
+                                dtype=self.dtype, **(self.conv2_kwargs or {}))
     return [self._conv(inner, (t1, 1, 1)), conv2,
             self._conv(self.features * 4, (1, 1, 1))]
 
