@@ -17,6 +17,8 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.models.layers import max_pool_time
+from bat_jax.models.registry import BACKBONES
+from bat_jax.models.resnet import ResNet
 from bat_jax.tools import complexity, summary
 from configs import base_nl_kinetics
 
@@ -207,3 +209,11 @@ def test_docs_2d_snippet_runs():
                              np.asarray(block.apply(variables, x[:, None])[:, 0]), rtol=1e-6)
   with pytest.raises(ValueError, match=r'\(N, H, W, D\)'):
     block.apply(variables, x[0, 0])
+
+
+def test_bad_inflation_names_the_field():
+  x = jnp.zeros((1, 2, 8, 8, 3))
+  for fields in (dict(name='resnet18', inflation='3x3x3'), dict(name='resnet50', inflation='3x3')):
+    module = ResNet(**{**BACKBONES[fields.pop('name')], **fields}, num_classes=2, width=4)
+    with pytest.raises(ValueError, match='inflation'):
+      jax.eval_shape(lambda x, m=module: m.init(jax.random.key(0), x), x)
