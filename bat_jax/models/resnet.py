@@ -14,6 +14,10 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 * I3D inflates the first conv of chosen residual blocks to ``3x1x1``;
 * head: global average pool, dropout, fully connected layer.
 
+The Non-local paper's own 32-frame C2D / I3D (its Table 1) are the same module with
+``stem_temporal_stride=2``, a ``3x3x3`` pool1 of stride 2, a ``3x1x1`` pool2 and, for I3D_3x3x3,
+``inflation='3x3x3'`` (registry ``nlpaper_*``).
+
 Variants are fields, not copies: ``groups`` / ``width_per_group`` (ResNeXt's grouped ``3x3``),
 ``se_reduction`` (squeeze-excitation before the add), ``preact`` (pre-activation blocks, final
 BN-ReLU), ``stem='cifar'`` (one ``3x3`` conv, stride 1, no max pool), ``stage_names``,
