@@ -26,7 +26,7 @@ INSTANTIATIONS = ('embedded_gaussian', 'dot_product', 'gaussian', 'concatenation
 
 
 class NonLocalBlock(nn.Module):
-  """Non-local block on ``(N, T, H, W, D)`` clips (``T = 1`` for images).
+  """Non-local block on ``(N, T, H, W, D)`` clips or ``(N, H, W, D)`` maps (one-frame clips).
 
   Attributes:
     reduction: ``C = D // reduction`` channels for ``theta``, ``phi`` and ``g`` (2 in the papers).
@@ -67,6 +67,13 @@ class NonLocalBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
+    """``z`` for ``(N, T, H, W, D)`` clips, or for ``(N, H, W, D)`` feature maps (a 2-D block, as
+    in the paper's COCO Tables 5-6: run as one-frame clips)."""
+    maps = x.ndim == 4
+    if maps:
+      x = x[:, None]
+    if x.ndim != 5:
+      raise ValueError(f'expected (N, H, W, D) maps or (N, T, H, W, D) clips, got {x.shape}')
     self.validate(x.shape[-1], dict(reduction=self.reduction, instantiation=self.instantiation,
                                     mode=self.mode, subsample=self.subsample))
     d = x.shape[-1]
@@ -100,4 +107,4 @@ class NonLocalBlock(nn.Module):
     y = conv(d, name='w')(y)
     y = batch_norm(train, zero_init=True, name='bn', dtype=self.dtype,
                    group_size=self.bn_group_size)(y)
-    return x + y
+    return (x + y)[:, 0] if maps else x + y

@@ -4,7 +4,8 @@ Kim et al., NeurIPS 2021 (``rsa_neurips2021_supplementary.md``), as released (Ki
 ``ops/rsa.py``, ``ops/ResNet.py``; ``released_code_facts.md`` § RSA):
 
   x (N, T, H, W, C_in) -> 1x1x1 conv C_in -> L*dk + dk + dv (no bias) -> q, k, v
-    q: L2 over each query's dk channels; k, v: L2 over their channels (eps 1e-6 inside the root)
+    q: L2 over each query's dk channels; k, v: L2 over their channels (eps 1e-6 inside the root;
+       ``normalization`` selects supplement Table 2c's other choices)
     latent kernel  a_l = q_l (conv(k, H1) + P1)                         (L, D)    Eq. 10
     context        F   = conv(v, H2)ᵀ (conv(v, G) + I)                   (D, dv)   Eq. 12
     y_l = a_l F, channels value-major (e * L + l)                       (N, T, H, W, dv * L)
@@ -33,13 +34,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bat_jax.models.layers import Conv, kaiming_fan_out
+from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
 from bat_jax.ops import rsa as rsa_ops
 
 Array = jax.Array
 KernelType = Literal['V', 'R', 'VplusR']
 ContextType = Literal['V', 'R', 'VplusR']
 KINDS = ('V', 'R', 'VplusR')
+Normalization = Literal['l2', 'none', 'batch_norm', 'lambda']
+NORMALIZATIONS = ('l2', 'none', 'batch_norm', 'lambda')
 
 # The released TSN ResNet-50's RSA layers: conv2 of these residual blocks (supplement §1 "for every
 # two ResNet blocks from the third block in res2 to the second block in res5"; train scripts'
@@ -68,7 +71,15 @@ class RSALayer(nn.Module):
       only, with the query as the latent code (``P = H2``, needs ``D = dk``; no key projected).
     context_type: ``'VplusR'`` value + relational context (``V I + V Vᵀ G``); ``'R'`` relational
       only (``V Vᵀ G``); ``'V'`` the value alone (no ``G``, ``I``).
+    normalization: of ``q``, ``k``, ``v`` after the projection (supplement Table 2c):
+      ``'l2'`` (default, released: each query's ``dk`` channels, ``k`` and ``v`` over their
+      channels), ``'none'``, ``'batch_norm'`` (a BN on each of ``q``, ``k``, ``v``, per channel:
+      ``q_bn``, ``k_bn``, ``v_bn``) or ``'lambda'`` (LambdaNetworks' scheme, the table's "norm.
+      from [1]": BN on ``q`` and ``v``, ``k`` softmaxed over the clip's positions,
+      ``rsa_ops.softmax_over_positions``).
     eps: inside the square root of the L2 normalisations (1e-6).
+    train: batch statistics in the BNs of ``'batch_norm'`` / ``'lambda'`` (the enclosing block's
+      mode; ``Bottleneck`` sets it).
   """
   features: int
   num_queries: int = 8
@@ -77,7 +88,9 @@ class RSALayer(nn.Module):
   strides: int = 1
   kernel_type: KernelType = 'VplusR'
   context_type: ContextType = 'VplusR'
+  normalization: Normalization = 'l2'
   eps: float = 1e-6
+  train: bool = False
   dtype: Any = jnp.float32
 
   @classmethod
@@ -95,6 +108,8 @@ class RSALayer(nn.Module):
     for field in ('kernel_type', 'context_type'):
       if get(field) not in KINDS:
         raise ValueError(f'{field}={get(field)!r}; allowed: {KINDS}')
+    if get('normalization') not in NORMALIZATIONS:
+      raise ValueError(f"normalization={get('normalization')!r}; allowed: {NORMALIZATIONS}")
     dk, d = _dims(features, num_queries, get('latent'))
     if get('latent') is not None and get('latent') < 1:
       raise ValueError(f"latent={get('latent')} must be >= 1 (or None for dk)")
@@ -108,7 +123,7 @@ class RSALayer(nn.Module):
   def __call__(self, x: Array) -> Array:
     self.validate(x.shape[-1], {f: getattr(self, f) for f in (
         'features', 'num_queries', 'kernel_size', 'latent', 'strides', 'kernel_type',
-        'context_type')})
+        'context_type', 'normalization')})
     n, t, h, w, _ = x.shape
     num_q = self.num_queries
     dk, d = _dims(self.features, num_q, self.latent)
@@ -118,10 +133,10 @@ class RSALayer(nn.Module):
     with_key = self.kernel_type != 'V'
 
     proj = Conv(num_q * dk + (dk if with_key else 0) + dv, dtype=self.dtype, name='proj')(x)
-    q = rsa_ops.l2_normalize(proj[..., :num_q * dk].reshape(n, t, h, w, num_q, dk), eps=self.eps)
-    v = rsa_ops.l2_normalize(proj[..., -dv:], eps=self.eps)
-    k = rsa_ops.l2_normalize(proj[..., num_q * dk:num_q * dk + dk], eps=self.eps) if with_key \
-        else None
+    q, v = proj[..., :num_q * dk], proj[..., -dv:]
+    k = proj[..., num_q * dk:num_q * dk + dk] if with_key else None
+    q, k, v = self._normalize(q, k, v)
+    q = q.reshape(n, t, h, w, num_q, dk)
 
     cast = lambda p: p.astype(self.dtype)  # noqa: E731
     # Kernels in Conv's (t, h, w, in / groups, out) layout; H1's outputs channel-major (c * D + e).
@@ -148,15 +163,35 @@ class RSALayer(nn.Module):
     return y
 
 
+  def _normalize(self, q: Array, k: Array | None, v: Array
+                 ) -> tuple[Array, Array | None, Array]:
+    """``q (.., L dk)``, ``k (.., dk)``, ``v (.., dv)`` normalised as ``self.normalization``."""
+    num_q = self.num_queries
+    if self.normalization == 'l2':
+      l2 = lambda a: rsa_ops.l2_normalize(a, eps=self.eps)  # noqa: E731
+      dk = q.shape[-1] // num_q
+      q = l2(q.reshape(*q.shape[:-1], num_q, dk)).reshape(q.shape)
+      return q, (None if k is None else l2(k)), l2(v)
+    if self.normalization == 'none':
+      return q, k, v
+    bn = lambda a, name: batch_norm(self.train, name=name, dtype=self.dtype)(a)  # noqa: E731
+    q, v = bn(q, 'q_bn'), bn(v, 'v_bn')
+    if k is not None:
+      k = bn(k, 'k_bn') if self.normalization == 'batch_norm' else rsa_ops.softmax_over_positions(k)
+    return q, k, v
+
+
 def rsa_param_count(features: int, in_features: int | None = None, num_queries: int = 8,
                     kernel_size: Sequence[int] = (5, 7, 7), latent: int | None = None,
                     kernel_type: KernelType = 'VplusR',
-                    context_type: ContextType = 'VplusR') -> int:
+                    context_type: ContextType = 'VplusR',
+                    normalization: Normalization = 'l2') -> int:
   """Parameters of one ``RSALayer`` (equal to the released ``RSA`` module's).
 
   With ``C_in = C``, ``L = 8``, ``D = dk = C / 8``, ``M = 245``:
   ``C (C + C/4)`` projection + ``M dk D`` (H1) + ``M D`` (H2) + ``M dv`` (G) + ``dk D`` (P1) +
-  ``dv^2`` (I) = 24,848 / 91,552 / 350,528 / 1,370,752 for C = 64 / 128 / 256 / 512.
+  ``dv^2`` (I) = 24,848 / 91,552 / 350,528 / 1,370,752 for C = 64 / 128 / 256 / 512. The BNs of
+  ``normalization='batch_norm'`` / ``'lambda'`` add a scale and a bias per normalised channel.
   """
   in_features = features if in_features is None else in_features
   dk, d = _dims(features, num_queries, latent)
@@ -171,6 +206,10 @@ def rsa_param_count(features: int, in_features: int | None = None, num_queries: 
     count += m * dv
   if context_type == 'VplusR':
     count += dv * dv
+  if normalization == 'batch_norm':
+    count += 2 * (num_queries * dk + (dk if with_key else 0) + dv)
+  elif normalization == 'lambda':
+    count += 2 * (num_queries * dk + dv)
   return count
 
 

@@ -355,8 +355,9 @@ def max_pool_hw(x: Array, window: int, stride: int, padding: int) -> Array:
   return y.reshape(n, t, *y.shape[1:])
 
 
-def max_pool_time(x: Array, window: int, stride: int) -> Array:
-  """Temporal max pooling of ``(N, T, H, W, C)`` without padding (the video models' pool2)."""
+def max_pool_time(x: Array, window: int, stride: int, padding: int = 0) -> Array:
+  """Temporal max pooling of ``(N, T, H, W, C)`` (the video models' pool2; ``padding`` frames of
+  -inf on both sides)."""
   n, t, h, w, c = x.shape
-  y = _max_pool_2d(x.reshape(n, t, h * w, c), (window, 1), (stride, 1), (0, 0))
+  y = _max_pool_2d(x.reshape(n, t, h * w, c), (window, 1), (stride, 1), (padding, 0))
   return y.reshape(n, y.shape[1], h, w, c)

@@ -3,7 +3,8 @@
 The model config (``ml_collections.ConfigDict``) has these fields:
 
 * ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
-  ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
+  ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...;
+  ``nlpaper_{c2d,i3d,i3d333}_resnet{50,101}``: the Non-local paper's 32-frame models).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
   backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
@@ -19,7 +20,7 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 * optional, RSA backbones (``rsa_resnet50``) only: ``rsa``, a dict with ``positions`` (stage ->
   indices of the bottlenecks whose conv2 becomes an RSA layer; default the released
   res2 {2}, res3 {1, 3}, res4 {1, 3, 5}, res5 {1}) and any ``RSALayer`` field (``num_queries``,
-  ``kernel_size``, ``latent``, ``kernel_type``, ``context_type``, ``eps``).
+  ``kernel_size``, ``latent``, ``kernel_type``, ``context_type``, ``normalization``, ``eps``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,20 @@ def _backbones() -> dict[str, dict[str, Any]]:
       out[f'i3d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
                                  stem_temporal_kernel=5,
                                  temporal_kernels=i3d_temporal_kernels(sizes))
+  # The Non-local paper's own 32-frame C2D / I3D (nonlocal_cvpr2018 Table 1; the released
+  # video-nonlocal-net lib/models/resnet_video_org.py, "the original model architectures used in
+  # the paper"): conv1 temporal stride 2, pool1 3x3x3 stride 2, pool2 3x1x1 stride 2; 32x224^2 ->
+  # res2 8x56^2, res3..res5 4 frames. I3D: conv1 5x7x7 and the same inflation plan as above
+  # (resnet_video_org.obtain_arc), inflating the 1x1 (3x1x1) or the 3x3 (3x3x3; Table 2e).
+  for depth in ('resnet50', 'resnet101'):
+    sizes = _DEPTHS[depth][0]
+    wang = dict(stage_sizes=sizes, residual_block='bottleneck', temporal_pool=True,
+                stem_temporal_stride=2, pool1_temporal_kernel=3, pool1_temporal_stride=2,
+                pool2_kernel=3)
+    out[f'nlpaper_c2d_{depth}'] = wang
+    for name, inflation in (('i3d', '3x1x1'), ('i3d333', '3x3x3')):
+      out[f'nlpaper_{name}_{depth}'] = dict(wang, stem_temporal_kernel=5, inflation=inflation,
+                                            temporal_kernels=i3d_temporal_kernels(sizes))
   # ResNeXt (Xie et al.; torchvision): cardinality x width of each group of the first stage.
   for name, depth, groups, d in (('resnext50_32x4d', 'resnet50', 32, 4),
                                  ('resnext101_32x4d', 'resnet101', 32, 4),
@@ -102,7 +117,7 @@ def _backbones() -> dict[str, dict[str, Any]]:
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
 # Backbones taking clips (N, T, H, W, 3); model.input_size is (T, H, W) for them, else (H, W).
 VIDEO_BACKBONES: frozenset[str] = frozenset(
-    n for n in BACKBONES if n.split('_')[0] in ('c2d', 'i3d', 'tsn', 'tsm', 'rsa'))
+    n for n in BACKBONES if n.split('_')[0] in ('c2d', 'i3d', 'tsn', 'tsm', 'rsa', 'nlpaper'))
 # model.width when the config does not set it.
 DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stem') == 'cifar' else 64
                                  for n, b in BACKBONES.items()}
@@ -150,7 +165,7 @@ def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
     if any(not 0 <= i < num_blocks for i in indices):
       raise ValueError(f'model.rsa.positions.{stage}={indices}: {stage} of {cfg.name} has '
                        f'residual blocks 0..{num_blocks - 1}')
-  allowed = _block_fields(RSALayer) - {'features', 'strides'}
+  allowed = _block_fields(RSALayer) - {'features', 'strides', 'train'}
   unknown = set(rsa) - allowed
   if unknown:
     raise ValueError(f'model.rsa has unknown field(s) {sorted(unknown)}; allowed: '

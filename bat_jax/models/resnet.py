@@ -14,6 +14,10 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 * I3D inflates the first conv of chosen residual blocks to ``3x1x1``;
 * head: global average pool, dropout, fully connected layer.
 
+The Non-local paper's own 32-frame C2D / I3D (its Table 1) are the same module with
+``stem_temporal_stride=2``, a ``3x3x3`` pool1 of stride 2, a ``3x1x1`` pool2 and, for I3D_3x3x3,
+``inflation='3x3x3'`` (registry ``nlpaper_*``).
+
 Variants are fields, not copies: ``groups`` / ``width_per_group`` (ResNeXt's grouped ``3x3``),
 ``se_reduction`` (squeeze-excitation before the add), ``preact`` (pre-activation blocks, final
 BN-ReLU), ``stem='cifar'`` (one ``3x3`` conv, stride 1, no max pool), ``stage_names``,
@@ -156,6 +160,7 @@ class SqueezeExcite(nn.Module):
 
 
 PREACT_PROJECTIONS = ('preactivated', 'conv_bn')
+INFLATIONS = ('3x1x1', '3x3x3')
 
 
 class _ResidualBlock(nn.Module):
@@ -196,12 +201,12 @@ class _ResidualBlock(nn.Module):
   dtype: Any = jnp.float32
   expansion = 1
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
     raise NotImplementedError
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:
-    convs = self._convs()
+    convs = self._convs(train)
     out = self.features * self.expansion
     project = self.strides != 1 or x.shape[-1] != out
     shortcut = x
@@ -254,7 +259,7 @@ class BasicBlock(_ResidualBlock):
   """ResNet-18/34 and CIFAR residual block: ``t x 3 x 3`` (carries the stride), ``1 x 3 x 3``."""
   expansion = 1
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
     return [self._conv(self.features, (self.temporal_kernel, 3, 3), self.strides),
             self._conv(self.features, (1, 3, 3))]
 
@@ -268,25 +273,36 @@ class Bottleneck(_ResidualBlock):
     width_per_group: ResNeXt's ``d``; the inner width is ``int(features * width_per_group / 64)
       * groups`` (torchvision), which is ``features`` for a plain ResNet (1, 64).
     conv2_module: a module class replacing the ``1x3x3`` conv2 (RSA's ``RSALayer``): called as
-      ``conv2_module(inner, strides=..., dtype=..., **conv2_kwargs, name='conv2')(y)``, followed
+      ``conv2_module(inner, strides=..., train=..., dtype=..., **conv2_kwargs, name='conv2')(y)``
+      (``train``: the block's mode, for normalisations with batch statistics), followed
       by the usual ``bn2`` + ReLU. A block holding one starts its ``bn3`` scale at 0 (RSA
       supplement §1: "set the gamma parameter of the last batch normalization layer to zero").
     conv2_kwargs: its fields.
+    inflation: which conv ``temporal_kernel`` inflates: ``'3x1x1'`` (the first ``1x1``; Wang et
+      al.'s I3D_3x1x1, the released video-nonlocal-net ``bottleneck_transformation_3d``) or
+      ``'3x3x3'`` (the ``3x3``; their I3D_3x3x3, Table 2e).
   """
   groups: int = 1
   width_per_group: int = 64
   conv2_module: type[nn.Module] | None = None
   conv2_kwargs: Mapping[str, Any] | None = None
+  inflation: str = '3x1x1'
   expansion = 4
 
-  def _convs(self) -> list[Callable[..., nn.Module]]:
+  def _convs(self, train: bool) -> list[Callable[..., nn.Module]]:
+    if self.inflation not in INFLATIONS:
+      raise ValueError(f'inflation={self.inflation!r}; allowed: {INFLATIONS}')
     inner = int(self.features * (self.width_per_group / 64.0)) * self.groups
+    t1, t2 = ((self.temporal_kernel, 1) if self.inflation == '3x1x1'
+              else (1, self.temporal_kernel))
     if self.conv2_module is None:
-      conv2 = self._conv(inner, (1, 3, 3), self.strides, self.groups)
+      conv2 = self._conv(inner, (t2, 3, 3), self.strides, self.groups)
+    elif t2 != 1:
+      raise ValueError("inflation='3x3x3' inflates conv2, which conv2_module replaces")
     else:
-      conv2 = functools.partial(self.conv2_module, inner, strides=self.strides, dtype=self.dtype,
-                                **(self.conv2_kwargs or {}))
-    return [self._conv(inner, (self.temporal_kernel, 1, 1)), conv2,
+      conv2 = functools.partial(self.conv2_module, inner, strides=self.strides, train=train,
+                                dtype=self.dtype, **(self.conv2_kwargs or {}))
+    return [self._conv(inner, (t1, 1, 1)), conv2,
             self._conv(self.features * 4, (1, 1, 1))]
 
   def _zero_init_last(self) -> bool:
@@ -320,9 +336,16 @@ class ResNet(nn.Module):
     head_conv: after the final BN + ReLU, a ``1x1`` conv (same width, no bias) + BN + ReLU before
       the pooling (the released SNL code's PreResNet: ``fc1``, ``bn2``).
     stem_temporal_kernel: ``t`` of conv1 (1 for images and C2D, 5 for I3D).
+    stem_temporal_stride: temporal stride of conv1 (1; 2 in the Non-local paper's 32-frame models,
+      Table 1 "stride 2, 2, 2").
+    pool1_temporal_kernel, pool1_temporal_stride: temporal window and stride of pool1, padded with
+      ``(kernel - 1) // 2`` frames (1, 1: a per-frame pool; 3, 2 in the Non-local paper's Table 1).
     temporal_kernels: per stage, ``t`` of each residual block's first conv (I3D's inflation plan);
       ``None`` means 1 everywhere.
-    temporal_pool: apply pool2 (``2x1x1`` temporal max pool) after the first stage (video models).
+    temporal_pool: apply pool2 (temporal max pool, stride 2) after the first stage (video models).
+    pool2_kernel: pool2's temporal window, padded with ``(kernel - 1) // 2`` frames (2: BAT's
+      Table 1 and the released code; 3: the Non-local paper's Table 1).
+    inflation: which conv of a bottleneck ``temporal_kernels`` inflates (``Bottleneck.inflation``).
     pool1_padding: padding of the ImageNet stem's ``3x3`` stride-2 max pool: 1 (torchvision, the
       supplement's 56x56 res2) or 0 (the released BAT video code's ``MaxPool3d``: 55x55).
     insertions: stage name -> indices of the residual blocks a non-local block follows.
@@ -355,8 +378,13 @@ class ResNet(nn.Module):
   preact_projection: str = 'preactivated'
   head_conv: bool = False
   stem_temporal_kernel: int = 1
+  stem_temporal_stride: int = 1
+  pool1_temporal_kernel: int = 1
+  pool1_temporal_stride: int = 1
   temporal_kernels: Sequence[Sequence[int]] | None = None
   temporal_pool: bool = False
+  pool2_kernel: int = 2
+  inflation: str = '3x1x1'
   pool1_padding: int = 1
   insertions: Mapping[str, Sequence[int]] | None = None
   insert_block: type[nn.Module] | None = None
@@ -375,10 +403,12 @@ class ResNet(nn.Module):
                               se_reduction=self.se_reduction, shift_fold_div=self.shift_fold_div,
                               bn_group_size=self.bn_group_size, dtype=self.dtype)
     if self.residual_block == 'bottleneck':
-      kw.update(groups=self.groups, width_per_group=self.width_per_group)
-    elif (self.groups, self.width_per_group) != (1, 64) or self.conv2_module is not None:
-      raise ValueError('basic residual blocks support only groups=1, width_per_group=64 and no '
-                       'conv2 replacement')
+      kw.update(groups=self.groups, width_per_group=self.width_per_group,
+                inflation=self.inflation)
+    elif ((self.groups, self.width_per_group, self.inflation) != (1, 64, '3x1x1')
+          or self.conv2_module is not None):
+      raise ValueError('basic residual blocks support only groups=1, width_per_group=64, '
+                       "inflation='3x1x1' and no conv2 replacement")
     return kw
 
   @nn.compact
@@ -388,10 +418,13 @@ class ResNet(nn.Module):
     if x.ndim != 5:
       raise ValueError(f'expected (N, H, W, C) images or (N, T, H, W, C) clips, got {x.shape}')
     if self.stem == 'imagenet':
-      x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (1, 2, 2), dtype=self.dtype,
-               name='conv1')(x)
+      x = Conv(self.width, (self.stem_temporal_kernel, 7, 7), (self.stem_temporal_stride, 2, 2),
+               dtype=self.dtype, name='conv1')(x)
       x = _bn(self, train, name='bn1', relu=True)(x)
-      x = max_pool_hw(x, 3, 2, self.pool1_padding)
+      x = max_pool_hw(x, 3, 2, self.pool1_padding)  # a box max pool is separable: space, then time
+      if (self.pool1_temporal_kernel, self.pool1_temporal_stride) != (1, 1):
+        x = max_pool_time(x, self.pool1_temporal_kernel, self.pool1_temporal_stride,
+                          (self.pool1_temporal_kernel - 1) // 2)
     elif self.stem == 'cifar':
       x = Conv(self.width, (self.stem_temporal_kernel, 3, 3), dtype=self.dtype, name='conv1')(x)
       if not self.preact:
@@ -418,9 +451,10 @@ class ResNet(nn.Module):
                      **extra, name=f'{stage_name}_block{i}')(x, train)
         if i in insertions.get(stage_name, ()):
           x = inserted(**(self.insert_kwargs or {}), dtype=self.dtype,
-                       bn_group_size=self.bn_group_size, name=f'{stage_name}_{self.insert_name}{i}')(x, train)
+                       bn_group_size=self.bn_group_size,
+                       name=f'{stage_name}_{self.insert_name}{i}')(x, train)
       if stage == 0 and self.temporal_pool:
-        x = max_pool_time(x, 2, 2)
+        x = max_pool_time(x, self.pool2_kernel, 2, (self.pool2_kernel - 1) // 2)
     if self.preact:
       x = _bn(self, train, name='final_bn', relu=True)(x)
     if self.head_conv:

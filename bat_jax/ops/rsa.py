@@ -53,6 +53,18 @@ def l2_normalize(x: Array, axis: int = -1, eps: float = 1e-6) -> Array:
   return (wide / norm).astype(x.dtype)
 
 
+def softmax_over_positions(x: Array) -> Array:
+  """Softmax of ``(N, T, H, W, C)`` over the ``T * H * W`` positions of each clip and channel.
+
+  LambdaNetworks' key normalisation (Bello 2021, RSA supplement Table 2c's "norm. from [1]"):
+  ``softmax(keys)`` over the context positions ``m`` in its ``einsum(softmax(keys), values,
+  'bmk,bmv->bkv')``. Computed in float32 (float64 stays float64), returned in ``x``'s dtype.
+  """
+  n, t, h, w, c = x.shape
+  wide = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(n, t * h * w, c)
+  return jax.nn.softmax(wide, axis=1).reshape(n, t, h, w, c).astype(x.dtype)
+
+
 def _padding(kernel_size: Sequence[int]) -> tuple[tuple[int, int], ...]:
   for k in kernel_size:
     if k < 1 or k % 2 == 0:

@@ -17,6 +17,40 @@ def l2n(x: np.ndarray, eps: float) -> np.ndarray:
   return x / np.sqrt(np.sum(x * x, axis=-1, keepdims=True) + eps)
 
 
+def batch_norm_train(x: np.ndarray, scale: np.ndarray, bias: np.ndarray,
+                     eps: float = 1e-5) -> np.ndarray:
+  """BN with the batch's statistics per channel (last axis; biased variance)."""
+  axes = tuple(range(x.ndim - 1))
+  return (x - x.mean(axis=axes)) / np.sqrt(x.var(axis=axes) + eps) * scale + bias
+
+
+def softmax_positions(x: np.ndarray) -> np.ndarray:
+  """Softmax of ``(N, T, H, W, C)`` over each clip's positions, per channel (LambdaNetworks'
+  keys: ``softmax(keys)`` over the context positions ``m``)."""
+  out = np.zeros_like(x)
+  for n in range(x.shape[0]):
+    for c in range(x.shape[-1]):
+      e = np.exp(x[n, ..., c] - x[n, ..., c].max())
+      out[n, ..., c] = e / e.sum()
+  return out
+
+
+def normalize(q: np.ndarray, k: np.ndarray | None, v: np.ndarray, normalization: str,
+              params: dict, eps: float):
+  """Supplement Table 2c: ``q (..., L, dk)``, ``k``, ``v`` normalised; BNs in training mode."""
+  if normalization == 'l2':
+    return l2n(q, eps), (None if k is None else l2n(k, eps)), l2n(v, eps)
+  if normalization == 'none':
+    return q, k, v
+  bn = lambda a, name: batch_norm_train(a, *(np.asarray(params[name][f], np.float64)  # noqa: E731
+                                             for f in ('scale', 'bias')))
+  q = bn(q.reshape(*q.shape[:-2], -1), 'q_bn').reshape(q.shape)
+  v = bn(v, 'v_bn')
+  if k is not None:
+    k = bn(k, 'k_bn') if normalization == 'batch_norm' else softmax_positions(k)
+  return q, k, v
+
+
 def offsets(kernel_size) -> list[tuple[int, int, int]]:
   """Neighbourhood offsets in row-major ``(t, h, w)`` order, centred."""
   mt, mh, mw = kernel_size
@@ -37,10 +71,13 @@ def gather(x: np.ndarray, n: int, t: int, h: int, w: int, kernel_size) -> np.nda
 
 def rsa_layer(x: np.ndarray, params: dict, *, features: int, num_queries: int, kernel_size,
               latent: int | None = None, strides: int = 1, kernel_type: str = 'VplusR',
-              context_type: str = 'VplusR', eps: float = 1e-6) -> np.ndarray:
-  """The RSA layer on ``x (N, T, H, W, C_in)``; ``params`` in ``RSALayer``'s layout."""
+              context_type: str = 'VplusR', normalization: str = 'l2',
+              eps: float = 1e-6) -> np.ndarray:
+  """The RSA layer on ``x (N, T, H, W, C_in)``; ``params`` in ``RSALayer``'s layout (BNs of
+  ``normalization`` in training mode)."""
   x = np.asarray(x, np.float64)
-  p64 = {k: np.asarray(v, np.float64) for k, v in params.items() if k != 'proj'}
+  p64 = {k: np.asarray(v, np.float64) for k, v in params.items()
+         if k != 'proj' and not k.endswith('_bn')}
   w_proj = np.asarray(params['proj']['kernel'], np.float64)[0, 0, 0]     # (C_in, hidden)
   num_q = num_queries
   dk = dv = features // num_q
@@ -49,9 +86,9 @@ def rsa_layer(x: np.ndarray, params: dict, *, features: int, num_queries: int, k
   n_, t_, h_, w_, _ = x.shape
 
   proj = x @ w_proj
-  q = l2n(proj[..., :num_q * dk].reshape(n_, t_, h_, w_, num_q, dk), eps)
-  v = l2n(proj[..., -dv:], eps)
-  k = l2n(proj[..., num_q * dk:num_q * dk + dk], eps) if kernel_type != 'V' else None
+  q, k, v = normalize(proj[..., :num_q * dk].reshape(n_, t_, h_, w_, num_q, dk),
+                      proj[..., num_q * dk:num_q * dk + dk] if kernel_type != 'V' else None,
+                      proj[..., -dv:], normalization, params, eps)
 
   h2 = p64['H2'].reshape(m, d)                          # H2[m, e]
   # Basic kernel P (dk, M): P1 H2ᵀ; for kernel_type 'V' the query is the latent code (P1 = I).

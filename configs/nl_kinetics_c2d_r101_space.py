@@ -1,0 +1,7 @@
+"""C2D ResNet-101 + 5 NL blocks, space-only: Table 2d (74.4 top-1)."""
+
+from configs import base_nl_kinetics as base
+
+
+def get_config():
+  return base.get_config('r101', 'c2d', '5block', mode='space')

@@ -1,0 +1,7 @@
+"""NL I3D ResNet-50: I3D_3x1x1 + 5 NL blocks: Table 2f (74.9 top-1)."""
+
+from configs import base_nl_kinetics as base
+
+
+def get_config():
+  return base.get_config('r50', 'i3d', '5block')
