@@ -15,7 +15,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bat_jax.training import loop, mesh, metrics
+from bat_jax.training import faults, loop, mesh, metrics
 from bat_jax.training.checkpoint import CheckpointMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config (a configs/*.py file).',
@@ -40,6 +40,9 @@ def main(argv: list[str]) -> None:
     sys.exit(f'config error: {e}')
   except CheckpointMismatchError as e:
     sys.exit(f'checkpoint error: {e}')
+  except faults.RunAborted as e:
+    print(f'run stopped: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
   if result.get('preempted'):
     sys.exit(loop.PREEMPTED_EXIT_CODE)
 
