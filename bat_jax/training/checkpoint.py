@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -183,6 +184,21 @@ def _check_restored(tree: Mapping[str, Any], step: int | None) -> None:
 # ---------------------------------------------------------------------------------------------
 # The manager.
 
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax writes <step><suffix>-<time>, renamed when committed
+
+
+def remove_half_written(directory: epath.Path) -> list[str]:
+  """Removes (process 0) the step directories a crash left half-written; returns their names.
+  Orbax never lists them as steps; this removes them before the manager starts (Orbax's own
+  cleanup runs in the background and is awaited only by the next save)."""
+  if jax.process_index() != 0 or not directory.is_dir():
+    return []
+  names = sorted(p.name for p in directory.iterdir() if _TMP_SUFFIX in p.name)
+  for name in names:
+    logging.warning('removing %s: a checkpoint write a crash interrupted', directory / name)
+    shutil.rmtree(os.fspath(directory / name), ignore_errors=True)
+  return names
+
 
 class Checkpointer:
   """Periodic async saves, keep-N, resume-from-latest, with a model check before restoring."""
@@ -190,12 +206,13 @@ class Checkpointer:
   def __init__(self, directory: str | epath.Path, keep: int = 3, async_save: bool = True,
                create: bool = True):
     self.directory = epath.Path(directory)
+    if create:
+      remove_half_written(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep if keep and keep > 0 else None, create=create,
-            enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True),  # saves a kill interrupted
+            enable_async_checkpointing=async_save),
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'meta': ocp.JsonCheckpointHandler(),
                        'data': DataStateHandler()})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import resource
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -168,13 +168,16 @@ def _from_env(name: str) -> str | None:
   return value if value else None
 
 
-def inject(step: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def inject(step: int, batch: dict[str, np.ndarray],
+           wait_for_saves: Callable[[], Any] = lambda: None) -> dict[str, np.ndarray]:
   """Test-only faults before step ``step`` (0-based) from the environment variables above; the
-  batch, NaN-filled when asked."""
+  batch, NaN-filled when asked. ``wait_for_saves`` lets the save in flight finish before the file
+  size limit is set, so that the limit hits the next save only."""
   fsize = _from_env(_FSIZE_ENV)
   if fsize is not None:
     at, limit = (int(v) for v in fsize.split(':'))
     if step == at:
+      wait_for_saves()
       resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(
           resource.RLIMIT_FSIZE)[1]))
   nan_from = _from_env(_NAN_ENV)

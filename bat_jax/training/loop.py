@@ -616,7 +616,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   preempted = False
   try:
     for step in range(start_step, num_train_steps):
-      batch = mesh_lib.global_batch(faults.inject(step, next(train_it)), mesh)
+      batch = mesh_lib.global_batch(faults.inject(step, next(train_it), ckpt.wait_until_finished), mesh)
       if step == start_step:  # compile once; stop here if the step cannot fit
         train_step = train_step.lower(state, batch).compile()
         faults.check_memory(train_step, _get(config, 'device_memory_bytes', -1))
