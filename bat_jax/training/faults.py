@@ -12,13 +12,16 @@
 ``inject(step)`` is the test-only fault injector, driven by environment variables (never set in a
 real run): ``BAT_JAX_TEST_NAN_FROM_STEP=k`` makes every batch from step ``k`` on NaN;
 ``BAT_JAX_TEST_FSIZE_AT_STEP=k:bytes`` sets ``RLIMIT_FSIZE`` to ``bytes`` before step ``k``, so
-that larger file writes fail with EFBIG as on a full disk.
+that larger file writes fail with EFBIG as on a full disk;
+``BAT_JAX_TEST_SIGNAL_AT=<step>:<phase>:<KILL|TERM>`` makes the process send itself SIGKILL or
+SIGTERM at a moment of update ``step`` (``signal_point``).
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import signal
 from typing import Any, Callable, Mapping
 
 import jax
@@ -29,6 +32,8 @@ NONFINITE_EXIT_CODE = 3
 SAVE_FAILED_EXIT_CODE = 4
 _NAN_ENV = 'BAT_JAX_TEST_NAN_FROM_STEP'
 _FSIZE_ENV = 'BAT_JAX_TEST_FSIZE_AT_STEP'
+_SIGNAL_ENV = 'BAT_JAX_TEST_SIGNAL_AT'
+SIGNAL_PHASES = ('step', 'save', 'eval')
 
 
 class RunAborted(RuntimeError):
@@ -185,3 +190,23 @@ def inject(step: int, batch: dict[str, np.ndarray],
     batch = {k: (np.full_like(v, np.nan) if np.issubdtype(np.asarray(v).dtype, np.floating)
                  else v) for k, v in batch.items()}
   return batch
+
+
+def signal_point(phase: str, step: int, workdir: str) -> None:
+  """Test-only: with ``BAT_JAX_TEST_SIGNAL_AT=<step>:<phase>:<KILL|TERM>``, sends this process the
+  signal at ``phase`` of update ``step``: ``step`` after the update, ``save`` while the step's
+  asynchronous checkpoint write is in flight, ``eval`` after the first batch of the step's
+  evaluation. Once per workdir (a marker file ``signalled_<step>_<phase>``), so that the resumed
+  run goes past the same moment."""
+  wanted = _from_env(_SIGNAL_ENV)
+  if wanted is None:
+    return
+  at, at_phase, name = wanted.split(':')
+  if int(at) != step or at_phase != phase:
+    return
+  marker = os.path.join(workdir, f'signalled_{step}_{phase}')
+  if os.path.exists(marker):
+    return
+  with open(marker, 'w') as f:
+    f.write(name)
+  os.kill(os.getpid(), getattr(signal, f'SIG{name}'))

@@ -239,8 +239,10 @@ class _Progress:
 
 def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
                   mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None, *,
-                  progress: bool = False) -> dict[str, float]:
-  """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator."""
+                  progress: bool = False,
+                  after_batch: Callable[[], None] | None = None) -> dict[str, float]:
+  """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator
+  (``after_batch``: called after each batch; the fault tests' hook)."""
   num_classes = int(config.model.num_classes)
   eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
   it = data_module(config.data).make_eval_iterator(
@@ -253,6 +255,8 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
       sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(sums).items()}
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
       bar.update()
+      if after_batch is not None:
+        after_batch()
   finally:
     bar.close()
     _close(it)
@@ -641,12 +645,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eval_seconds = 0.0
         if do_eval:
           t0 = time.perf_counter()
-          result = evaluate_clip(config, model, state.variables(), mesh, eval_step)
+          result = evaluate_clip(
+              config, model, state.variables(), mesh, eval_step,
+              after_batch=functools.partial(faults.signal_point, 'eval', done, workdir))
           line.update({f'eval_{k}': v for k, v in result.items() if k != 'num_examples'})
           eval_seconds = time.perf_counter() - t0
         writer.write(done, line, eval_seconds)
         last = {'step': done, **line}
         pending = {k: [] for k in pending}
+      faults.signal_point('step', done, workdir)
       _maybe_pause(done, workdir, ckpt, watcher)
       preempted = watcher.reached(done) and not last_step
       if last_step or preempted or (ckpt_every > 0 and done % ckpt_every == 0):
@@ -656,6 +663,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 'nonfinite': nonfinite.state()}
         # No batch is drawn ahead, so the iterator's state is "after batch `done`".
         _save(ckpt, save_failures, done, state, train_it.get_state(), meta)
+        faults.signal_point('save', done, workdir)
         if last_step or preempted:  # no later interval to retry at
           _settle(ckpt, save_failures, final=True)
       if preempted:
