@@ -74,6 +74,36 @@ _DATA_DIR_FIELDS = {'root': 'the data set folder (annotations + train/ val/); fo
 _DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('root',)}
 
 
+# Numeric fields: (dotted name, test, allowed values); a field the config lacks is not checked.
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ('base_learning_rate', lambda v: v > 0, '> 0'),
+    ('momentum', lambda v: 0 <= v < 1, '[0, 1)'),
+    ('weight_decay', lambda v: v >= 0, '>= 0'),
+    ('grad_clip_norm', lambda v: v >= 0, '>= 0 (0: off)'),
+    ('lr_decay_factor', lambda v: v > 0, '> 0'),
+    ('log_every_steps', lambda v: v > 0, '> 0'),
+    ('keep_checkpoints', lambda v: v >= 0, '>= 0 (0: keep all)'),
+    ('checkpoint_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (only at the end)'),
+    ('eval_batch_size', lambda v: v == -1 or v > 0, '-1 (global_batch_size) or > 0'),
+    ('eval_every_steps', lambda v: v == -1 or v > 0, '-1 (eval_every_epochs) or > 0'),
+    ('model.width', lambda v: v > 0, '> 0'),
+    ('model.num_classes', lambda v: v > 0, '> 0'),
+    ('model.dropout_rate', lambda v: 0 <= v < 1, '[0, 1)'),
+    ('model.input_size', lambda v: all(int(d) > 0 for d in v), 'positive sizes'),
+)
+
+
+def _check_ranges(config: ml_collections.ConfigDict, training: bool) -> None:
+  for name, ok, allowed in _RANGES:
+    if not training and not name.startswith('model.'):
+      continue
+    node: Any = config
+    for part in name.split('.'):
+      node = node.get(part) if hasattr(node, 'get') else None
+    if node is not None and not ok(node):
+      raise ConfigError(f'config.{name}={node!r}; allowed: {allowed}')
+
+
 def _get(config: ml_collections.ConfigDict, name: str, default: Any) -> Any:
   value = config.get(name, default)
   return default if value is None else value
@@ -86,6 +116,7 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     if missing:
       raise ConfigError(f'config lacks field(s) {missing}; start from configs/base_imagenet.py or '
                         'configs/base_kinetics.py')
+  _check_ranges(config, training)
   try:
     build_model(config.model)
   except ValueError as e:  # build_model's messages name the model.* field
