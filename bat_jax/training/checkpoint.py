@@ -19,6 +19,7 @@ opaque Orbax/tensorstore error.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -182,6 +183,54 @@ def _check_restored(tree: Mapping[str, Any], step: int | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Checksums: a byte flip inside an array file can leave finite values that no reader notices.
+
+CHECKSUMS_FILE = 'checksums.json'
+
+
+def _file_digests(step_dir: epath.Path) -> dict[str, list[Any]]:
+  out = {}
+  for root, _, files in os.walk(os.fspath(step_dir)):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, os.fspath(step_dir))
+      if rel == CHECKSUMS_FILE:
+        continue
+      digest = hashlib.sha256()
+      with open(path, 'rb') as f:
+        for chunk in iter(lambda f=f: f.read(1 << 20), b''):
+          digest.update(chunk)
+      out[rel] = [os.path.getsize(path), digest.hexdigest()]
+  return out
+
+
+def write_checksums(step_dir: epath.Path) -> None:
+  """Process 0 writes ``<step>/checksums.json`` (size and SHA-256 of every file) once the step is
+  committed; written to a temporary name and renamed, so it is whole or absent."""
+  if jax.process_index() != 0:
+    return
+  tmp = step_dir / (CHECKSUMS_FILE + '.tmp')
+  tmp.write_text(json.dumps(_file_digests(step_dir), sort_keys=True))
+  os.replace(os.fspath(tmp), os.fspath(step_dir / CHECKSUMS_FILE))
+
+
+def verify_checksums(step_dir: epath.Path) -> None:
+  """Raises ``DamagedCheckpointError`` naming the files whose size or SHA-256 differ from
+  ``checksums.json``, or that are missing (a step without the file, e.g. killed between commit
+  and checksum, is not checked)."""
+  path = step_dir / CHECKSUMS_FILE
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  now = _file_digests(step_dir)
+  missing = sorted(set(saved) - set(now))
+  changed = sorted(n for n in saved if n in now and now[n] != saved[n])
+  if missing or changed:
+    raise DamagedCheckpointError(f'files missing: {missing[:5]}; files whose checksum differs: '
+                                 f'{changed[:5]}')
+
+
+# ---------------------------------------------------------------------------------------------
 # The manager.
 
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax writes <step><suffix>-<time>, renamed when committed
@@ -252,6 +301,8 @@ class Checkpointer:
     step, self._in_flight = self._in_flight, None
     try:
       self.manager.wait_until_finished()
+      if step is not None:
+        write_checksums(self.directory / str(step))
     except Exception as e:  # pylint: disable=broad-except
       self.manager.reload()
       return (-1 if step is None else step, e)
@@ -294,6 +345,7 @@ class Checkpointer:
     model still raises ``CheckpointMismatchError``."""
     for step in sorted(self.all_steps(), reverse=True):
       try:
+        verify_checksums(self.directory / str(step))
         state, data_state, meta = self.restore(step, abstract_state)
         _check_restored(state.as_dict(), step)
       except CheckpointMismatchError:
@@ -323,6 +375,7 @@ class Checkpointer:
     self.check_compatible(step, abstract_state)
     target = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
     try:
+      verify_checksums(self.directory / str(step))
       variables = _partial_restore(self.state_dir(step), target)
       _check_restored(variables, None)
     except Exception as e:  # pylint: disable=broad-except

@@ -30,6 +30,10 @@ from absl import logging
 
 NONFINITE_EXIT_CODE = 3
 SAVE_FAILED_EXIT_CODE = 4
+PEER_LOST_EXIT_CODE = 5
+# How a collective that lost its peer fails: gloo (CPU), NCCL, the coordination service.
+_PEER_LOST_MARKERS = ('Gloo', 'Connection reset', 'Connection closed', 'NCCL', 'UNAVAILABLE',
+                      'heartbeat')
 _NAN_ENV = 'BAT_JAX_TEST_NAN_FROM_STEP'
 _FSIZE_ENV = 'BAT_JAX_TEST_FSIZE_AT_STEP'
 _SIGNAL_ENV = 'BAT_JAX_TEST_SIGNAL_AT'
@@ -120,6 +124,17 @@ class SaveFailures:
           f'{self.consecutive} consecutive checkpoint saves failed (the last: step {step}: '
           f'{type(error).__name__}: {error}; config.max_failed_saves={self.max_failed}). Free '
           f'disk space in the workdir and run the same command: it resumes from {last_good}.')
+
+
+def peer_lost_message(error: BaseException) -> str | None:
+  """For a multi-process run, the message ``train.py`` prints when ``error`` says a collective
+  lost another process (it died, or its host did); None otherwise."""
+  text = ' '.join(str(error).split())
+  if jax.process_count() == 1 or not any(m in text for m in _PEER_LOST_MARKERS):
+    return None
+  return (f'process {jax.process_index()} of {jax.process_count()} lost contact with another '
+          f'process of this run ({text[:300]}): that process or its host died. Checkpoints are '
+          'intact: restart every process with the same command to resume from the newest one.')
 
 
 def device_memory_bytes() -> tuple[int | None, str]:

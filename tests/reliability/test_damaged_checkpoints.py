@@ -15,7 +15,7 @@ from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import Checkpointer, DamagedCheckpointError
 from tests import helpers_train as h
-from tests.reliability.conftest import OPTS, STEPS
+from tests.reliability.conftest import OPTS, STEPS, record
 
 
 def damage(workdir: str, step: int, kind: str, seed: int = 0) -> str:
@@ -58,6 +58,8 @@ def test_restore_falls_back_to_the_newest_intact_step(tmp_path, reference, kind)
   assert step == 8 and int(state.step) == 8 and data_state == {'position': 8}
   assert h.checkpoint_steps(workdir) == [4, 8]
   assert os.listdir(os.path.join(workdir, 'checkpoints_damaged')) == ['12']
+  record(f'damaged latest checkpoint ({kind})', injected=1, survived=1,
+         details='restored step 8, step 12 set aside')
 
 
 def test_half_written_step_is_ignored_and_removed(tmp_path, reference):
@@ -71,6 +73,7 @@ def test_half_written_step_is_ignored_and_removed(tmp_path, reference):
   assert ckpt.latest_step() == 12
   ckpt.close()
   assert not os.path.exists(half)
+  record('half-written step directory', injected=1, survived=1, details='removed')
 
 
 def test_train_resumes_past_a_damaged_latest_step_and_evaluate_falls_back(tmp_path, reference,
@@ -92,3 +95,5 @@ def test_train_resumes_past_a_damaged_latest_step_and_evaluate_falls_back(tmp_pa
   assert h.checkpoint_steps(workdir) == [4, 8, 12]
   h.assert_same_state(reference, workdir, STEPS)
   assert h.metrics_lines(workdir) == h.metrics_lines(reference)
+  record('damaged latest checkpoint (train.py + evaluate.py)', injected=1, survived=1,
+         details='evaluate fell back to step 8; train resumed from 8, bit-identical end')

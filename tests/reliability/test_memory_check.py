@@ -6,7 +6,7 @@ import os
 
 from bat_jax.training import faults
 from tests import helpers_train as h
-from tests.reliability.conftest import OPTS
+from tests.reliability.conftest import OPTS, record
 
 
 def test_step_over_the_memory_limit_stops_before_the_first_step(tmp_path, cache_dir):
@@ -20,8 +20,10 @@ def test_step_over_the_memory_limit_stops_before_the_first_step(tmp_path, cache_
     assert knob in proc.stderr
   assert 'Traceback' not in proc.stderr
   assert h.checkpoint_steps(workdir) == []
-  assert not h.metrics_lines(workdir) if os.path.exists(
-      os.path.join(workdir, 'metrics.jsonl')) else True
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  assert not os.path.exists(metrics_path) or not h.metrics_lines(workdir)
+  record('train step over the memory limit', injected=1, survived=1,
+         details='stopped before step 1 with both figures')
 
 
 def test_host_memory_is_the_cpu_limit():

@@ -13,7 +13,7 @@ from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training import steps as steps_lib
 from tests import helpers_train as h
-from tests.reliability.conftest import OPTS
+from tests.reliability.conftest import OPTS, record
 
 
 def test_nonfinite_step_applies_no_update():
@@ -68,3 +68,5 @@ def test_nan_batches_stop_the_run_and_resume_continues_from_the_last_good_checkp
   assert 'at step 4' in restarted.stderr
   h.assert_same_state(reference, workdir, 12)
   assert h.metrics_lines(workdir) == h.metrics_lines(reference)
+  record('non-finite steps (NaN batches)', injected=3, survived=3,
+         details='3 NaN steps skipped, exit 3, resumed from step 4')
