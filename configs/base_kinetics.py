@@ -32,6 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_short_side = (256, 320)  # scale jittering, inclusive
   config.data.eval_short_side = 256  # eval resize; also the '30view' (fully-convolutional) crop
   config.data.random_flip = True
+  config.data.decode_timeout_s = 60.0  # a slower decode is skipped, reported like a broken file
   config.data.mean = (0.485, 0.456, 0.406)  # 0-1 RGB
   config.data.std = (0.229, 0.224, 0.225)
   config.data.train_split = 'train'
