@@ -58,8 +58,8 @@ def main() -> int:
         records = [json.loads(line) for line in f]
   summary = [l for l in proc.stdout.splitlines() if l.strip()][-1:]
   print(table(records))
-  print(f'\n`{" ".join(["python", "benchmarks/reliability.py"] + (["--long"] if args.long else []))}`'
-        f': pytest {summary[0] if summary else "?"} ({seconds:.0f} s wall)')
+  command = 'python benchmarks/reliability.py' + (' --long' if args.long else '')
+  print(f'\n`{command}`: pytest {summary[0] if summary else "?"} ({seconds:.0f} s wall)')
   if proc.returncode:
     print(proc.stdout[-5000:], file=sys.stderr)
   return proc.returncode

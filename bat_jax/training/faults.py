@@ -31,6 +31,8 @@ from absl import logging
 NONFINITE_EXIT_CODE = 3
 SAVE_FAILED_EXIT_CODE = 4
 PEER_LOST_EXIT_CODE = 5
+DATA_WORKER_EXIT_CODE = 6
+_WORKER_DIED = 'Worker process was terminated unexpectedly'  # grain's message
 # How a collective that lost its peer fails: gloo (CPU), NCCL, the coordination service.
 _PEER_LOST_MARKERS = ('Gloo', 'Connection reset', 'Connection closed', 'NCCL', 'UNAVAILABLE',
                       'heartbeat')
@@ -56,6 +58,22 @@ class SaveFailedError(RunAborted):
 
 class MemoryBudgetError(RunAborted):
   exit_code = 1
+
+
+class DataWorkerDied(RunAborted):
+  exit_code = DATA_WORKER_EXIT_CODE
+
+
+def data_worker_died(error: BaseException, last_good: str) -> DataWorkerDied | None:
+  """``DataWorkerDied`` when ``error`` is grain's report of a worker process that died (e.g.
+  SIGKILLed by the kernel's OOM killer), else None."""
+  if _WORKER_DIED not in str(error):
+    return None
+  return DataWorkerDied(
+      f'a data loader worker process died ({" ".join(str(error).split())[:200]}); exit code -9 '
+      'is SIGKILL, usually the out-of-memory killer: lower config.data.num_workers or free host '
+      f'memory, then run the same command to resume from {last_good} (the data order resumes '
+      'with it).')
 
 
 class NonFiniteGuard:

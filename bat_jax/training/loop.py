@@ -651,7 +651,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   preempted = False
   try:
     for step in range(start_step, num_train_steps):
-      batch = mesh_lib.global_batch(faults.inject(step, next(train_it), ckpt.wait_until_finished), mesh)
+      batch = faults.inject(step, next(train_it), ckpt.wait_until_finished)
+      batch = mesh_lib.global_batch(batch, mesh)
       if step == start_step:  # compile once; stop here if the step cannot fit
         train_step = train_step.lower(state, batch).compile()
         faults.check_memory(train_step, _get(config, 'device_memory_bytes', -1))
@@ -700,6 +701,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if preempted:
         logging.warning('preempted: checkpoint saved at step %d of %d', done, num_train_steps)
         break
+  except RuntimeError as e:
+    died = faults.data_worker_died(e, ckpt.describe_latest())
+    if died is None:
+      raise
+    raise died from e
   finally:
     _close(train_it)
     _write_broken_files(data, workdir)

@@ -1,5 +1,5 @@
-"""Damaged checkpoints (issue 16, item 3): a truncated, missing or corrupted array file of the latest
-step is named with its reason, set aside, and the run resumes from the newest intact step;
+"""Damaged checkpoints (issue 16, item 3): a truncated, missing or corrupted array file of the
+latest step is named with its reason, set aside, and the run resumes from the newest intact step;
 ``evaluate.py`` falls back the same way, or names the damaged step it was asked for; a half-written
 step directory left by a crash is ignored and removed."""
 

@@ -1,5 +1,5 @@
-"""A dead host (issue 16, item 6): in a 2-process CPU run (2 devices each, gloo collectives), process
-1 is SIGKILLed after update 6; process 0's next collective fails and it exits at once (status 5)
+"""A dead host (issue 16, item 6): in a 2-process CPU run (2 devices each, gloo collectives),
+process 1 is SIGKILLed after update 6; process 0's next collective fails and it exits at once (status 5)
 with a message saying another process was lost, instead of waiting at jax's shutdown barrier until
 the heartbeat timeout (set to 20 s here: ``train.py --heartbeat_timeout_s``). Restarting both
 processes resumes from step 4 and finishes; ``BAT_JAX_RELIABILITY_LONG=1`` also checks that it ends
