@@ -29,7 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from bat_jax.training import loop, mesh, metrics
-from bat_jax.training.checkpoint import CheckpointMismatchError
+from bat_jax.training.checkpoint import CheckpointMismatchError, DamagedCheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config (configs/*.py).',
                                           lock_config=True)
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
                                       _STEP.value, progress=_PROGRESS.value)
   except loop.ConfigError as e:
     sys.exit(f'config error: {e}')
-  except CheckpointMismatchError as e:
+  except (CheckpointMismatchError, DamagedCheckpointError) as e:
     sys.exit(f'checkpoint error: {e}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
   chance = 1.0 / _CONFIG.value.model.num_classes

@@ -10,12 +10,14 @@ environment, or pass ``--distributed=on`` on a cluster jax detects by itself (TP
 Open MPI). Exit status 143 means "preempted: checkpoint saved, run the same command again".
 """
 
+import os
 import sys
 
+import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from bat_jax.training import loop, mesh, metrics
+from bat_jax.training import faults, loop, mesh, metrics
 from bat_jax.training.checkpoint import CheckpointMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config (a configs/*.py file).',
@@ -24,6 +26,12 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints, met
 _DISTRIBUTED = flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
                                  'jax.distributed.initialize(): auto = when '
                                  'JAX_COORDINATOR_ADDRESS is set.')
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    'heartbeat_timeout_s', 100, 'Multi-process: a process silent this long is declared dead '
+    '(jax.distributed heartbeat_timeout_seconds).')
+_SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
+    'shutdown_timeout_s', 300, 'Multi-process: how long a stopping process waits for the others '
+    '(jax.distributed shutdown_timeout_seconds).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -34,12 +42,23 @@ def main(argv: list[str]) -> None:
   metrics.quiet_library_logs()
   try:
     loop.validate_config(config)  # before any device or data work
-    mesh.initialize_distributed(_DISTRIBUTED.value)
+    mesh.initialize_distributed(_DISTRIBUTED.value, _HEARTBEAT_TIMEOUT.value,
+                                _SHUTDOWN_TIMEOUT.value)
     result = loop.train_and_evaluate(config, _WORKDIR.value)
   except loop.ConfigError as e:
     sys.exit(f'config error: {e}')
   except CheckpointMismatchError as e:
     sys.exit(f'checkpoint error: {e}')
+  except faults.RunAborted as e:
+    print(f'run stopped: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+  except jax.errors.JaxRuntimeError as e:
+    message = faults.peer_lost_message(e)
+    if message is None:
+      raise
+    print(f'run stopped: {message}', file=sys.stderr, flush=True)
+    # Not sys.exit: jax's exit handler would wait at a shutdown barrier for the dead process.
+    os._exit(faults.PEER_LOST_EXIT_CODE)  # pylint: disable=protected-access
   if result.get('preempted'):
     sys.exit(loop.PREEMPTED_EXIT_CODE)
 

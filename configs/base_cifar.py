@@ -71,6 +71,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
+  # Faults (bat_jax/training/faults.py, docs/reliability.md).
+  config.max_nonfinite_steps = 5  # consecutive skipped non-finite steps before exit status 3
+  config.max_failed_saves = 3  # consecutive failed checkpoint saves before exit status 4
+  config.device_memory_bytes = -1  # memory check before step 1; -1: device's (host RAM on CPU)
   config.init_from = ''
   config.init_from_ignore = ()
   return config

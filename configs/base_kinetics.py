@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Stack(roll=False)), i.e. x - (103.939, 116.779, 123.68) on R, G, B in that order, std 1.
   config.data.mean = tuple(m / 255.0 for m in BAT_VIDEO_MEAN_255)
   config.data.std = (1.0 / 255.0,) * 3
+  config.data.decode_timeout_s = 60.0  # a slower decode is skipped, reported like a broken file
   config.data.train_split = 'train'
   config.data.eval_split = 'val'  # also finds validate.csv / validate/
   config.data.num_workers = 8  # grain worker processes (0: decode in the main process)
@@ -95,6 +96,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
   config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM
   config.keep_checkpoints = 3
+  # Faults (bat_jax/training/faults.py, docs/reliability.md).
+  config.max_nonfinite_steps = 5  # consecutive skipped non-finite steps before exit status 3
+  config.max_failed_saves = 3  # consecutive failed checkpoint saves before exit status 4
+  config.device_memory_bytes = -1  # memory check before step 1; -1: device's (host RAM on CPU)
   # Required: the ImageNet weights to start from (a checkpoint step dir / checkpoints dir /
   # workdir; docs/recipes.md says which ImageNet config fits; released scripts: --resume
   # <ImageNet checkpoint> --soft_resume), or 'scratch' for random weights. Loading is soft: what

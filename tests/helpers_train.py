@@ -138,6 +138,15 @@ def load_params(workdir: str, step: int) -> dict[str, Any]:
   return jax.tree.map(np.asarray, restored)
 
 
+def assert_same_state(workdir_a: str, workdir_b: str, step: int) -> None:
+  """The two runs' checkpoints of ``step`` are bit-identical."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  a, b = flat(load_params(workdir_a, step)), flat(load_params(workdir_b, step))
+  assert a.keys() == b.keys()
+  different = [k for k in a if not np.array_equal(a[k], b[k])]
+  assert not different, different[:10]
+
+
 def flat(tree: Any) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   return {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}

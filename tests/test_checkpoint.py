@@ -41,13 +41,6 @@ def reference(tmp_path_factory, cache_dir):
   return workdir
 
 
-def _assert_same_state(workdir_a, workdir_b, step):
-  a, b = h.flat(h.load_params(workdir_a, step)), h.flat(h.load_params(workdir_b, step))
-  assert a.keys() == b.keys()
-  different = [k for k in a if not np.array_equal(a[k], b[k])]
-  assert not different, different[:10]
-
-
 def test_reference_run_layout(reference):
   lines = h.metrics_lines(reference)
   # metrics every 3 steps, eval every 5 (a line of its own), and the last step
@@ -80,7 +73,7 @@ def test_sigkill_after_second_checkpoint_then_restart_is_bit_identical(tmp_path,
   with open(os.path.join(workdir, 'metrics.jsonl'), 'rb') as f:
     assert f.read() == expected
   assert h.checkpoint_steps(workdir) == [4, 8, 12]
-  _assert_same_state(reference, workdir, STEPS)
+  h.assert_same_state(reference, workdir, STEPS)
 
 
 def test_sigterm_saves_current_step_and_resumes(tmp_path, reference, cache_dir):
@@ -100,7 +93,7 @@ def test_sigterm_saves_current_step_and_resumes(tmp_path, reference, cache_dir):
     assert json.load(f) == {'position': 6}
   # Resuming from the preemption checkpoint still ends exactly where the reference does.
   h.run_ok(cmd, env)
-  _assert_same_state(reference, workdir, STEPS)
+  h.assert_same_state(reference, workdir, STEPS)
   assert h.metrics_lines(workdir) == h.metrics_lines(reference)
 
 

@@ -31,7 +31,8 @@ the failure travels with the batch back to the main process, where :func:`broken
 collects it (per path: reason, count, split). In evaluation a broken video yields zero frames
 with ``mask = False`` (left out of the metrics) and is reported the same way. Annotated videos
 that have no file at all are dropped when the split is listed and enter the same report (count
-1). Videos shorter than the clip window are not broken: their frames loop. The trainer writes
+1). A decode that takes longer than ``data.decode_timeout_s`` (0: no limit) counts as broken too.
+Videos shorter than the clip window are not broken: their frames loop. The trainer writes
 the report to ``WORKDIR/broken_files_process<i>.json`` and logs the count.
 
 Iterator state. ``get_state()`` returns ``{'next_batch', 'offset', 'num_workers', 'grain',
@@ -75,6 +76,7 @@ Other clips are flipped with p = 0.5 when ``random_flip`` is on.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import re
 import sys
@@ -168,6 +170,14 @@ def _ensure_absl_flags_parsed() -> None:
       flags.FLAGS.mark_as_parsed()
   except ImportError:
     pass
+
+
+def _decode_timeout(data_config) -> float:
+  value = _get(data_config, 'decode_timeout_s', 0.0)
+  if not isinstance(value, (int, float)) or value < 0:
+    raise ValueError(f'config.data.decode_timeout_s={value!r}; allowed: seconds >= 0 '
+                     '(0: no limit)')
+  return float(value)
 
 
 def _split_process_batch(global_batch_size: int, process_count: int) -> int:
@@ -265,11 +275,36 @@ def no_flip_classes(class_names: Sequence[str], keywords: Sequence[str]) -> froz
                    if words & set(re.split(r'[^0-9a-z]+', str(name).lower())))
 
 
+def decode_within(timeout_s: float, path: str, decode: Callable[[], np.ndarray]) -> np.ndarray:
+  """``decode()`` (of ``path``), or ``VideoDecodeError`` when it takes longer than ``timeout_s``
+  (``data.decode_timeout_s``; <= 0: no limit): the video is then skipped and reported like a
+  broken file. The slow decode runs on in its daemon thread and its result is dropped."""
+  if timeout_s <= 0:
+    return decode()
+  result: dict[str, Any] = {}
+
+  def run() -> None:
+    try:
+      result['value'] = decode()
+    except BaseException as e:  # pylint: disable=broad-except
+      result['error'] = e
+
+  thread = threading.Thread(target=run, daemon=True)
+  thread.start()
+  thread.join(timeout_s)
+  if thread.is_alive():
+    raise VideoDecodeError(path, f'decode took longer than data.decode_timeout_s={timeout_s:g} s')
+  if 'error' in result:
+    raise result['error']
+  return result['value']
+
+
 class _TrainLoad:
   def __init__(self, paths: Sequence[str], labels: np.ndarray, seed: int, opts: dict,
-               no_flip_labels: frozenset = frozenset()):
+               no_flip_labels: frozenset = frozenset(), decode_timeout_s: float = 0.0):
     self.paths, self.labels, self.seed, self.opts = tuple(paths), labels, seed, opts
     self.no_flip_labels = frozenset(int(l) for l in no_flip_labels)
+    self.decode_timeout_s = decode_timeout_s
 
   def __call__(self, item):
     epoch, pos, rec = item
@@ -282,7 +317,8 @@ class _TrainLoad:
         opts = self.opts
         if int(self.labels[r]) in self.no_flip_labels:
           opts = dict(opts, flip=False)
-        video = train_transform(self.paths[r], rng, **opts)
+        video = decode_within(self.decode_timeout_s, self.paths[r],
+                              functools.partial(train_transform, self.paths[r], rng, **opts))
       except VideoDecodeError as e:
         broken.append((e.path, e.reason))
         continue
@@ -298,9 +334,11 @@ class _EvalLoad:
 
   _CACHE_VIDEOS = 2  # a video's views may straddle two batches read by two threads
 
-  def __init__(self, paths, labels, opts: dict, num_clips: int, num_crops: int, shape):
+  def __init__(self, paths, labels, opts: dict, num_clips: int, num_crops: int, shape,
+               decode_timeout_s: float = 0.0):
     self.paths, self.labels, self.opts = tuple(paths), labels, opts
     self.num_clips, self.num_crops, self.shape = num_clips, num_crops, shape
+    self.decode_timeout_s = decode_timeout_s
     self._init_cache()
 
   def _init_cache(self):
@@ -324,9 +362,10 @@ class _EvalLoad:
         return self._cache[vid]
     o = self.opts
     try:
-      value = multiview.decode_eval_clips(
-          self.paths[vid], num_frames=o['num_frames'], stride=o['stride'],
-          num_clips=self.num_clips, short_side=o['short_side'], sampling=o['sampling'])
+      value = decode_within(self.decode_timeout_s, self.paths[vid], functools.partial(
+          multiview.decode_eval_clips, self.paths[vid], num_frames=o['num_frames'],
+          stride=o['stride'], num_clips=self.num_clips, short_side=o['short_side'],
+          sampling=o['sampling']))
     except VideoDecodeError as e:
       value = e
     with self._lock:
@@ -537,7 +576,7 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   labels = np.asarray([l for _, l in records], np.int32)
   source = _TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
   ds = (grain.MapDataset.source(source)
-        .map(_TrainLoad(paths, labels, int(seed), opts, no_flip))
+        .map(_TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config)))
         .batch(b, drop_remainder=True, batch_fn=_collate))
   num_workers = int(_get(data_config, 'num_workers', 0) or 0)
   num_threads = int(_get(data_config, 'num_threads', 2) or 1)
@@ -587,7 +626,8 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
   labels = np.asarray([l for _, l in records], np.int32)
   shape = (opts['num_frames'], opts['crop_size'], opts['crop_size'], 3)
   ds = (grain.MapDataset.source(assignment)
-        .map(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape))
+        .map(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape,
+                       _decode_timeout(data_config)))
         .batch(b, drop_remainder=False, batch_fn=_collate))
   num_workers = int(_get(data_config, 'num_workers', 0) or 0)
   num_threads = int(_get(data_config, 'num_threads', 2) or 1)

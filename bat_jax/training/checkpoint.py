@@ -19,12 +19,15 @@ opaque Orbax/tensorstore error.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
+import shutil
 from typing import Any, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -156,8 +159,94 @@ class CheckpointMismatchError(ValueError):
   pass
 
 
+class DamagedCheckpointError(ValueError):
+  """A checkpoint's files are missing, truncated or corrupted."""
+
+
+def _reason(error: BaseException) -> str:
+  """The root cause of ``error`` (Orbax wraps tensorstore's), type and message, on one line."""
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  text = ' '.join(str(error).split())
+  return f'{type(error).__name__}: {text[:300]}'
+
+
+def _check_restored(tree: Mapping[str, Any], step: int | None) -> None:
+  """Raises ``DamagedCheckpointError`` when a restored float array holds a non-finite value (the
+  loop never saves one, so it is corruption) or ``step`` differs from the saved step count."""
+  bad = [_name(p) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+         if jnp.issubdtype(x.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(x)))]
+  if bad:
+    raise DamagedCheckpointError(f'non-finite values in {bad[:5]}')
+  if step is not None and int(tree['step']) != step:
+    raise DamagedCheckpointError(f'its state says step {int(tree["step"])}')
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksums: a byte flip inside an array file can leave finite values that no reader notices.
+
+CHECKSUMS_FILE = 'checksums.json'
+
+
+def _file_digests(step_dir: epath.Path) -> dict[str, list[Any]]:
+  out = {}
+  for root, _, files in os.walk(os.fspath(step_dir)):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, os.fspath(step_dir))
+      if rel == CHECKSUMS_FILE:
+        continue
+      digest = hashlib.sha256()
+      with open(path, 'rb') as f:
+        for chunk in iter(lambda f=f: f.read(1 << 20), b''):
+          digest.update(chunk)
+      out[rel] = [os.path.getsize(path), digest.hexdigest()]
+  return out
+
+
+def write_checksums(step_dir: epath.Path) -> None:
+  """Process 0 writes ``<step>/checksums.json`` (size and SHA-256 of every file) once the step is
+  committed; written to a temporary name and renamed, so it is whole or absent."""
+  if jax.process_index() != 0:
+    return
+  tmp = step_dir / (CHECKSUMS_FILE + '.tmp')
+  tmp.write_text(json.dumps(_file_digests(step_dir), sort_keys=True))
+  os.replace(os.fspath(tmp), os.fspath(step_dir / CHECKSUMS_FILE))
+
+
+def verify_checksums(step_dir: epath.Path) -> None:
+  """Raises ``DamagedCheckpointError`` naming the files whose size or SHA-256 differ from
+  ``checksums.json``, or that are missing (a step without the file, e.g. killed between commit
+  and checksum, is not checked)."""
+  path = step_dir / CHECKSUMS_FILE
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  now = _file_digests(step_dir)
+  missing = sorted(set(saved) - set(now))
+  changed = sorted(n for n in saved if n in now and now[n] != saved[n])
+  if missing or changed:
+    raise DamagedCheckpointError(f'files missing: {missing[:5]}; files whose checksum differs: '
+                                 f'{changed[:5]}')
+
+
 # ---------------------------------------------------------------------------------------------
 # The manager.
+
+_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax writes <step><suffix>-<time>, renamed when committed
+
+
+def remove_half_written(directory: epath.Path) -> list[str]:
+  """Removes (process 0) the step directories a crash left half-written; returns their names.
+  Orbax never lists them as steps; this removes them before the manager starts (Orbax's own
+  cleanup runs in the background and is awaited only by the next save)."""
+  if jax.process_index() != 0 or not directory.is_dir():
+    return []
+  names = sorted(p.name for p in directory.iterdir() if _TMP_SUFFIX in p.name)
+  for name in names:
+    logging.warning('removing %s: a checkpoint write a crash interrupted', directory / name)
+    shutil.rmtree(os.fspath(directory / name), ignore_errors=True)
+  return names
 
 
 class Checkpointer:
@@ -166,30 +255,58 @@ class Checkpointer:
   def __init__(self, directory: str | epath.Path, keep: int = 3, async_save: bool = True,
                create: bool = True):
     self.directory = epath.Path(directory)
+    if create:
+      remove_half_written(self.directory)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep if keep and keep > 0 else None, create=create,
-            enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True),  # saves a kill interrupted
+            enable_async_checkpointing=async_save),
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'meta': ocp.JsonCheckpointHandler(),
                        'data': DataStateHandler()})
+    self._in_flight: int | None = None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
+
+  def describe_latest(self) -> str:
+    """The newest saved step's directory, for messages ("none" before the first save)."""
+    step = self.latest_step()
+    return 'none (no checkpoint saved yet)' if step is None else str(self.directory / str(step))
 
   def all_steps(self) -> Sequence[int]:
     return self.manager.all_steps()
 
   def save(self, step: int, state: TrainState, data_state: Any, meta: Mapping[str, Any]) -> bool:
-    """Starts an async save of ``step`` (no-op if that step is already saved)."""
+    """Starts an async save of ``step`` (no-op if that step is already saved). A write error
+    surfaces here or in the next ``settle``; the previous checkpoints stay (Orbax deletes the
+    oldest only after a save is committed)."""
     if step in self.manager.all_steps():
       return False
-    return self.manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state.as_dict()),
-        meta=ocp.args.JsonSave(dict(meta)),
-        data=DataStateSave(data_state)))
+    try:
+      started = self.manager.save(step, force=True, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state.as_dict()),
+          meta=ocp.args.JsonSave(dict(meta)),
+          data=DataStateSave(data_state)))
+    except Exception:
+      self.manager.reload()  # forget the step: its files were not committed
+      raise
+    self._in_flight = step if started else None
+    return started
+
+  def settle(self) -> tuple[int, BaseException | None] | None:
+    """Waits for the save in flight: ``(step, None)`` when it was committed, ``(step, error)``
+    when its write failed (the step is then forgotten), ``None`` when none was in flight."""
+    step, self._in_flight = self._in_flight, None
+    try:
+      self.manager.wait_until_finished()
+      if step is not None:
+        write_checksums(self.directory / str(step))
+    except Exception as e:  # pylint: disable=broad-except
+      self.manager.reload()
+      return (-1 if step is None else step, e)
+    return None if step is None else (step, None)
 
   def state_dir(self, step: int) -> epath.Path:
     return self.directory / str(step) / 'state'
@@ -219,11 +336,62 @@ class Checkpointer:
         data=DataStateRestore()))
     return TrainState.from_dict(restored['state']), restored['data'], restored['meta']
 
+  def restore_newest_intact(self, abstract_state: TrainState
+                            ) -> tuple[int, TrainState, Any, dict[str, Any]] | None:
+    """``(step, state, data_state, meta)`` of the newest step that reads back whole, or None when
+    no step does. A damaged step (missing, truncated or corrupted files, non-finite values, a
+    wrong step count) is logged with its reason and moved to ``<directory>_damaged/<step>``, so
+    that the run saves that step anew; the next older step is tried. A checkpoint of another
+    model still raises ``CheckpointMismatchError``."""
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        verify_checksums(self.directory / str(step))
+        state, data_state, meta = self.restore(step, abstract_state)
+        _check_restored(state.as_dict(), step)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        moved = self._set_aside(step)
+        logging.error('checkpoint step %d is damaged (%s); moved to %s; trying the previous one',
+                      step, _reason(e), moved)
+        continue
+      return step, state, data_state, meta
+    return None
+
+  def _set_aside(self, step: int) -> epath.Path:
+    target = epath.Path(f'{self.directory}_damaged') / str(step)
+    suffix = 0
+    while target.exists():
+      suffix += 1
+      target = epath.Path(f'{self.directory}_damaged') / f'{step}.{suffix}'
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(os.fspath(self.directory / str(step)), os.fspath(target))
+    self.manager.reload()
+    return target
+
   def restore_variables(self, step: int, abstract_state: TrainState) -> dict[str, Any]:
-    """Only ``{'params', 'batch_stats'}`` (evaluation: no optimizer state is read)."""
+    """Only ``{'params', 'batch_stats'}`` (evaluation: no optimizer state is read). Raises
+    ``DamagedCheckpointError`` naming the step when its files do not read back whole."""
     self.check_compatible(step, abstract_state)
     target = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
-    return _partial_restore(self.state_dir(step), target)
+    try:
+      verify_checksums(self.directory / str(step))
+      variables = _partial_restore(self.state_dir(step), target)
+      _check_restored(variables, None)
+    except Exception as e:  # pylint: disable=broad-except
+      raise DamagedCheckpointError(f'checkpoint {self.directory / str(step)} is damaged: '
+                                   f'{_reason(e)}') from e
+    return variables
+
+  def newest_intact_variables(self, abstract_state: TrainState) -> tuple[int, dict[str, Any]]:
+    """``(step, variables)`` of the newest step whose variables read back whole; damaged steps
+    are logged (and left in place: evaluation does not change the run's directory)."""
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return step, self.restore_variables(step, abstract_state)
+      except DamagedCheckpointError as e:
+        logging.error('%s; trying the previous step', e)
+    raise DamagedCheckpointError(f'no intact checkpoint in {self.directory}')
 
   def wait_until_finished(self) -> None:
     self.manager.wait_until_finished()

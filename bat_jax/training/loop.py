@@ -46,10 +46,12 @@ from bat_jax import build_model
 from bat_jax.models.registry import is_video
 from bat_jax.evaluation import views
 from bat_jax.training import mesh as mesh_lib
+from bat_jax.training import faults
 from bat_jax.training import optim
 from bat_jax.training import state as state_lib
 from bat_jax.training import steps as steps_lib
-from bat_jax.training.checkpoint import Checkpointer, load_init_variables, resolve_state_dir
+from bat_jax.training.checkpoint import (CheckpointMismatchError, Checkpointer,
+                                         load_init_variables, resolve_state_dir)
 from bat_jax.training.metrics import MetricsWriter
 
 INIT_FROM_SCRATCH = 'scratch'  # config.init_from: random weights, said explicitly
@@ -76,6 +78,36 @@ _DATA_DIR_FIELDS = {'root': 'the data set folder (annotations + train/ val/); fo
 _DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('root',)}
 
 
+# Numeric fields: (dotted name, test, allowed values); a field the config lacks is not checked.
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ('base_learning_rate', lambda v: v >= 0, '>= 0'),
+    ('momentum', lambda v: 0 <= v < 1, '[0, 1)'),
+    ('weight_decay', lambda v: v >= 0, '>= 0'),
+    ('grad_clip_norm', lambda v: v >= 0, '>= 0 (0: off)'),
+    ('lr_decay_factor', lambda v: v > 0, '> 0'),
+    ('log_every_steps', lambda v: v > 0, '> 0'),
+    ('keep_checkpoints', lambda v: v >= 0, '>= 0 (0: keep all)'),
+    ('checkpoint_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (only at the end)'),
+    ('eval_batch_size', lambda v: v == -1 or v > 0, '-1 (global_batch_size) or > 0'),
+    ('eval_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (eval_every_epochs)'),
+    ('model.width', lambda v: v > 0, '> 0'),
+    ('model.num_classes', lambda v: v > 0, '> 0'),
+    ('model.dropout_rate', lambda v: 0 <= v < 1, '[0, 1)'),
+    ('model.input_size', lambda v: all(int(d) > 0 for d in v), 'positive sizes'),
+)
+
+
+def _check_ranges(config: ml_collections.ConfigDict, training: bool) -> None:
+  for name, ok, allowed in _RANGES:
+    if not training and not name.startswith('model.'):
+      continue
+    node: Any = config
+    for part in name.split('.'):
+      node = node.get(part) if hasattr(node, 'get') else None
+    if node is not None and not ok(node):
+      raise ConfigError(f'config.{name}={node!r}; allowed: {allowed}')
+
+
 def _get(config: ml_collections.ConfigDict, name: str, default: Any) -> Any:
   value = config.get(name, default)
   return default if value is None else value
@@ -88,6 +120,7 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
     if missing:
       raise ConfigError(f'config lacks field(s) {missing}; start from configs/base_imagenet.py or '
                         'configs/base_kinetics.py')
+  _check_ranges(config, training)
   try:
     build_model(config.model)
   except ValueError as e:  # build_model's messages name the model.* field
@@ -105,7 +138,8 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
   if config.weight_decay_on not in optim.WEIGHT_DECAY_ON:
     raise ConfigError(f'config.weight_decay_on={config.weight_decay_on!r}; allowed: '
                       f'{list(optim.WEIGHT_DECAY_ON)}')
-  for field in ('global_batch_size', 'lr_base_batch_size'):
+  fault_limits = tuple(f for f in ('max_nonfinite_steps', 'max_failed_saves') if f in config)
+  for field in ('global_batch_size', 'lr_base_batch_size') + fault_limits:
     if not isinstance(config[field], int) or config[field] <= 0:
       raise ConfigError(f'config.{field}={config[field]!r}; allowed: positive integers')
   if _get(config, 'num_train_steps', -1) <= 0 and not config.num_epochs > 0:
@@ -294,8 +328,10 @@ class _Progress:
 
 def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
                   mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None, *,
-                  progress: bool = False) -> dict[str, float]:
-  """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator."""
+                  progress: bool = False,
+                  after_batch: Callable[[], None] | None = None) -> dict[str, float]:
+  """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator
+  (``after_batch``: called after each batch; the fault tests' hook)."""
   num_classes = int(config.model.num_classes)
   eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
   it = data_module(config.data).make_eval_iterator(
@@ -308,6 +344,8 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
       sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(sums).items()}
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
       bar.update()
+      if after_batch is not None:
+        after_batch()
   finally:
     bar.close()
     _close(it)
@@ -557,6 +595,29 @@ def _mean(values: list[float]) -> float:
   return float(np.mean(np.asarray(values, np.float64)))
 
 
+def _settle(ckpt: Checkpointer, failures: faults.SaveFailures, final: bool = False) -> None:
+  """Waits for the save in flight and counts its outcome; a failed final save stops the run."""
+  outcome = ckpt.settle()
+  if outcome is None:
+    return
+  step, error = outcome
+  if error is None:
+    failures.succeeded()
+    return
+  failures.failed(step, error, ckpt.describe_latest(), final=final)
+
+
+def _save(ckpt: Checkpointer, failures: faults.SaveFailures, step: int, state: Any,
+          data_state: Any, meta: dict[str, Any]) -> None:
+  """Saves ``step`` after the previous save is settled; a failed write (a full disk) is logged and
+  counted (``faults.SaveFailures``), and training goes on."""
+  _settle(ckpt, failures)
+  try:
+    ckpt.save(step, state, data_state, meta)
+  except Exception as e:  # pylint: disable=broad-except
+    failures.failed(step, e, ckpt.describe_latest())
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming if ``workdir`` has checkpoints); returns the last metrics line, with
   ``'preempted': True`` when stopped by SIGTERM before the last step."""
@@ -573,7 +634,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                       keep=_get(config, 'keep_checkpoints', 3))
   latest = ckpt.latest_step()
   if latest is not None:  # a different model fails here, before any data or compile work
-    ckpt.check_compatible(latest, state_lib.abstract_variables(model, input_shape, mesh))
+    try:
+      ckpt.check_compatible(latest, state_lib.abstract_variables(model, input_shape, mesh))
+    except CheckpointMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning('cannot read the tree of checkpoint step %d (%s): restore checks it', latest,
+                      e)
 
   data = data_module(config.data)
   train_it = data.make_train_iterator(config.data, config.global_batch_size, process_index,
@@ -608,8 +675,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                steps_per_epoch, num_train_steps, optim.peak_learning_rate(config))
 
   pending: dict[str, list[Any]] = {'loss': [], 'top1': []}
-  if latest is not None:
-    state, data_state, meta = ckpt.restore(latest, abstract)
+  restored = ckpt.restore_newest_intact(abstract) if latest is not None else None
+  nonfinite = faults.NonFiniteGuard(_get(config, 'max_nonfinite_steps', 5),
+                                    restored[3].get('nonfinite') if restored else None)
+  save_failures = faults.SaveFailures(_get(config, 'max_failed_saves', 3))
+  if restored is not None:
+    latest, state, data_state, meta = restored
     train_it.set_state(data_state)
     pending = {k: [float(v) for v in vs] for k, vs in meta['pending'].items()}
     logging.info('resumed from %s at step %d', ckpt.directory / str(latest), latest)
@@ -635,18 +706,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = MetricsWriter(workdir, enabled=is_chief, resume_step=start_step,
                          num_train_steps=num_train_steps,
                          global_batch_size=config.global_batch_size)
-  train_step = steps_lib.make_train_step(model, tx, mesh, config.label_smoothing)
+  train_step: Any = steps_lib.make_train_step(model, tx, mesh, config.label_smoothing)
   eval_step = steps_lib.make_eval_step(model, mesh, int(config.model.num_classes))
   watcher = PreemptionWatcher()
   last: dict[str, Any] = {}
   preempted = False
   try:
     for step in range(start_step, num_train_steps):
-      batch = next(train_it)
-      state, metrics = train_step(state, mesh_lib.global_batch(batch, mesh))
-      pending['loss'].append(metrics['loss'])
-      pending['top1'].append(metrics['top1'])
+      batch = faults.inject(step, next(train_it), ckpt.wait_until_finished)
+      batch = mesh_lib.global_batch(batch, mesh)
+      if step == start_step:  # compile once; stop here if the step cannot fit
+        train_step = train_step.lower(state, batch).compile()
+        faults.check_memory(train_step, _get(config, 'device_memory_bytes', -1))
+      state, metrics = train_step(state, batch)
       done = step + 1
+      if nonfinite.update(done, metrics, ckpt.describe_latest()):
+        pending['loss'].append(metrics['loss'])
+        pending['top1'].append(metrics['top1'])
       if step == start_step:  # compiled and run once: rates start now
         jax.block_until_ready(metrics)
         writer.start_timer(done)
@@ -654,32 +730,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       do_eval = last_step or (eval_every > 0 and done % eval_every == 0)
       if do_eval or last_step or done % log_every == 0:
         host = {k: [float(v) for v in jax.device_get(vs)] for k, vs in pending.items()}
-        line = {'train_loss': _mean(host['loss']), 'train_top1': _mean(host['top1']),
-                'learning_rate': float(schedule(done - 1))}
+        line = ({'train_loss': _mean(host['loss']), 'train_top1': _mean(host['top1'])}
+                if host['loss'] else {})
+        line['learning_rate'] = float(schedule(done - 1))
+        skipped = nonfinite.take_window()
+        if skipped:
+          line['nonfinite_steps'] = skipped
         eval_seconds = 0.0
         if do_eval:
           t0 = time.perf_counter()
-          result = evaluate_clip(config, model, state.variables(), mesh, eval_step)
+          result = evaluate_clip(
+              config, model, state.variables(), mesh, eval_step,
+              after_batch=functools.partial(faults.signal_point, 'eval', done, workdir))
           line.update({f'eval_{k}': v for k, v in result.items() if k != 'num_examples'})
           eval_seconds = time.perf_counter() - t0
         writer.write(done, line, eval_seconds)
         last = {'step': done, **line}
         pending = {k: [] for k in pending}
+      faults.signal_point('step', done, workdir)
       _maybe_pause(done, workdir, ckpt, watcher)
       preempted = watcher.reached(done) and not last_step
       if last_step or preempted or (ckpt_every > 0 and done % ckpt_every == 0):
         meta = {'pending': {k: [float(v) for v in jax.device_get(vs)]
                             for k, vs in pending.items()},
-                'process_count': process_count, 'num_train_steps': num_train_steps}
+                'process_count': process_count, 'num_train_steps': num_train_steps,
+                'nonfinite': nonfinite.state()}
         # No batch is drawn ahead, so the iterator's state is "after batch `done`".
-        ckpt.save(done, state, train_it.get_state(), meta)
+        _save(ckpt, save_failures, done, state, train_it.get_state(), meta)
+        faults.signal_point('save', done, workdir)
+        if last_step or preempted:  # no later interval to retry at
+          _settle(ckpt, save_failures, final=True)
       if preempted:
         logging.warning('preempted: checkpoint saved at step %d of %d', done, num_train_steps)
         break
+  except RuntimeError as e:
+    died = faults.data_worker_died(e, ckpt.describe_latest())
+    if died is None:
+      raise
+    raise died from e
   finally:
     _close(train_it)
     _write_broken_files(data, workdir)
-    ckpt.wait_until_finished()
+    unsettled = ckpt.settle()  # a save in flight when an error stopped the loop
+    if unsettled and unsettled[1] is not None:
+      logging.error('checkpoint save of step %d failed: %s', *unsettled)
     ckpt.close()
     writer.close()
     watcher.close()
@@ -714,10 +808,12 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, protoco
   if not os.path.isdir(ckpt_dir):
     raise ValueError(f'no checkpoint in {ckpt_dir}')
   ckpt = Checkpointer(ckpt_dir, create=False)
-  step = ckpt.latest_step() if step is None or step < 0 else step
-  if step is None:
+  if step is not None and step >= 0:
+    variables = ckpt.restore_variables(step, abstract)
+  elif ckpt.latest_step() is None:
     raise ValueError(f'no checkpoint in {ckpt_dir}')
-  variables = ckpt.restore_variables(step, abstract)
+  else:  # the newest intact step; damaged newer ones are logged
+    step, variables = ckpt.newest_intact_variables(abstract)
   ckpt.close()
   t0 = time.perf_counter()
   data = data_module(config.data)

@@ -29,7 +29,8 @@ DATA_AXIS = 'data'
 _DISTRIBUTED_MODES = ('auto', 'on', 'off')
 
 
-def initialize_distributed(mode: str = 'auto') -> bool:
+def initialize_distributed(mode: str = 'auto', heartbeat_timeout_s: int = 100,
+                           shutdown_timeout_s: int = 300) -> bool:
   """Starts ``jax.distributed`` when this is one process of many; returns whether it did.
 
   ``mode``: ``'auto'`` initialises when ``JAX_COORDINATOR_ADDRESS`` is set (with
@@ -37,6 +38,10 @@ def initialize_distributed(mode: str = 'auto') -> bool:
   ``'on'`` always calls ``jax.distributed.initialize()`` and lets jax detect the cluster (TPU pods,
   SLURM, Open MPI, Kubernetes; the env variables above override); ``'off'`` never does.
   Must run before anything touches the devices. CPU processes talk through gloo.
+  ``heartbeat_timeout_s``: the coordination service declares a process dead after this long
+  without heartbeats; ``shutdown_timeout_s``: how long a stopping process waits for the others
+  (``jax.distributed.initialize``'s ``heartbeat_timeout_seconds`` / ``shutdown_timeout_seconds``;
+  the defaults are jax's).
   """
   if mode not in _DISTRIBUTED_MODES:
     raise ValueError(f'--distributed={mode!r}; allowed: {list(_DISTRIBUTED_MODES)}')
@@ -49,7 +54,8 @@ def initialize_distributed(mode: str = 'auto') -> bool:
     kwargs['process_id'] = int(os.environ['JAX_PROCESS_ID'])
   # Only affects the CPU backend (GPU/TPU use NCCL/ICI); without it CPU processes cannot all-reduce.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-  jax.distributed.initialize(**kwargs)
+  jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout_s,
+                             shutdown_timeout_seconds=shutdown_timeout_s, **kwargs)
   logging.info('jax.distributed: process %d of %d, %d local / %d global devices',
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())

@@ -64,10 +64,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+def all_finite(tree: Any) -> jax.Array:
+  """A scalar bool: every floating-point entry of ``tree`` is finite (non-float leaves count as
+  finite)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
                     label_smoothing: float = 0.0
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
-  """``(state, batch) -> (state + 1 update, {'loss', 'top1', 'grad_norm'})``; donates ``state``."""
+  """``(state, batch) -> (state + 1 update, {'loss', 'top1', 'grad_norm', 'finite'})``; donates
+  ``state``.
+
+  ``finite`` is true when the loss, the gradient norm and every updated parameter are finite. A
+  non-finite step applies no update: params, batch statistics and optimizer state come back
+  unchanged (``step`` still advances: the batch was consumed), as PySlowFast's NaN-loss check
+  and ``optax.apply_if_finite`` do."""
 
   def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
     x, labels = batch[input_key(batch)], batch['label']
@@ -82,11 +96,17 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_state=opt_state)
+    params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
+    params, batch_stats, opt_state = jax.lax.cond(
+        finite, lambda: (params, batch_stats, opt_state),
+        lambda: (state.params, state.batch_stats, state.opt_state))
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
     metrics = {'loss': loss,
                'top1': jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)),
-               'grad_norm': optax.tree.norm(grads)}
+               'grad_norm': grad_norm, 'finite': finite}
     return new_state, metrics
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
