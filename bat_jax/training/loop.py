@@ -76,7 +76,7 @@ _DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('
 
 # Numeric fields: (dotted name, test, allowed values); a field the config lacks is not checked.
 _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ('base_learning_rate', lambda v: v > 0, '> 0'),
+    ('base_learning_rate', lambda v: v >= 0, '>= 0'),
     ('momentum', lambda v: 0 <= v < 1, '[0, 1)'),
     ('weight_decay', lambda v: v >= 0, '>= 0'),
     ('grad_clip_norm', lambda v: v >= 0, '>= 0 (0: off)'),
@@ -85,7 +85,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ('keep_checkpoints', lambda v: v >= 0, '>= 0 (0: keep all)'),
     ('checkpoint_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (only at the end)'),
     ('eval_batch_size', lambda v: v == -1 or v > 0, '-1 (global_batch_size) or > 0'),
-    ('eval_every_steps', lambda v: v == -1 or v > 0, '-1 (eval_every_epochs) or > 0'),
+    ('eval_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (eval_every_epochs)'),
     ('model.width', lambda v: v > 0, '> 0'),
     ('model.num_classes', lambda v: v > 0, '> 0'),
     ('model.dropout_rate', lambda v: 0 <= v < 1, '[0, 1)'),
