@@ -200,6 +200,9 @@ def _open(path):
   if not container.streams.video:
     container.close()
     raise VideoDecodeError(path, 'no video stream')
+  if container.streams.video[0].codec_context is None:  # a damaged header (fuzzed files)
+    container.close()
+    raise VideoDecodeError(path, 'the video stream has no decoder')
   return container
 
 

@@ -17,7 +17,7 @@ from tests.reliability.conftest import LONG, record
 # field -> invalid values of the field's type (ml_collections refuses other types on assignment).
 INVALID = {
     'global_batch_size': [-16, 0], 'lr_base_batch_size': [-1, 0], 'num_epochs': [-1, 0],
-    'base_learning_rate': [-0.1, -1e-3], 'momentum': [-0.5, 1.5], 'weight_decay': [-1e-4],
+    'base_learning_rate': [-0.1, -1.0], 'momentum': [-0.5, 1.5], 'weight_decay': [-1e-4],
     'grad_clip_norm': [-1.0], 'lr_decay_factor': [-0.1, 0.0], 'warmup_epochs': [-1],
     'label_smoothing': [-0.1, 1.0], 'log_every_steps': [0, -5], 'keep_checkpoints': [-2],
     'max_nonfinite_steps': [0, -1], 'max_failed_saves': [0, -1], 'optimizer': ['adamw2', ''],
