@@ -124,6 +124,11 @@ def stage_names(name: str) -> tuple[str, ...]:
   return tuple(BACKBONES[name].get('stage_names', STAGES))
 
 
+def stage_sizes(name: str) -> dict[str, int]:
+  """Residual blocks per stage, e.g. ``resnet50``: ``{'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}``."""
+  return dict(zip(stage_names(name), BACKBONES[name]['stage_sizes']))
+
+
 def stage_channels(name: str, width: int) -> dict[str, int]:
   """Output channels ``D`` of each stage (what an inserted block sees)."""
   b = BACKBONES[name]
