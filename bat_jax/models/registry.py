@@ -24,7 +24,6 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bat_jax.blocks.bat import BATBlock
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.blocks.rsa import RELEASED_POSITIONS as RSA_POSITIONS
 from bat_jax.blocks.rsa import RSALayer
 from bat_jax.blocks.nonlocal_ import NonLocalBlock
@@ -68,14 +68,16 @@ def _backbones() -> dict[str, dict[str, Any]]:
     out[depth] = dict(stage_sizes=sizes, residual_block=residual)
     if residual == 'bottleneck':
       out[f'se_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, se_reduction=16)
-      out[f'c2d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True)
+      out[f'c2d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
+                                 is_video=True)
       # TSN (Wang et al. 2016): the 2-D network on every frame, no pool2 (RSA's and TSM's base).
-      out[f'tsn_{depth}'] = dict(stage_sizes=sizes, residual_block=residual)
+      out[f'tsn_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, is_video=True)
       # TSM (Lin et al.): TSN + residual temporal shift of 1/8 + 1/8 channels in every block.
-      out[f'tsm_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, shift_fold_div=8)
+      out[f'tsm_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, shift_fold_div=8,
+                                 is_video=True)
       out[f'i3d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
                                  stem_temporal_kernel=5,
-                                 temporal_kernels=i3d_temporal_kernels(sizes))
+                                 temporal_kernels=i3d_temporal_kernels(sizes), is_video=True)
   # ResNeXt (Xie et al.; torchvision): cardinality x width of each group of the first stage.
   for name, depth, groups, d in (('resnext50_32x4d', 'resnet50', 32, 4),
                                  ('resnext101_32x4d', 'resnet101', 32, 4),
@@ -84,7 +86,7 @@ def _backbones() -> dict[str, dict[str, Any]]:
                      width_per_group=d)
   # RSA (Kim et al.): TSN ResNet-50 whose conv2 in 7 bottlenecks is an RSA layer (released plan).
   out['rsa_resnet50'] = dict(stage_sizes=_DEPTHS['resnet50'][0], residual_block='bottleneck',
-                             conv2_module=RSALayer, conv2_positions=RSA_POSITIONS)
+                             conv2_module=RSALayer, conv2_positions=RSA_POSITIONS, is_video=True)
   # CIFAR pre-activation ResNets (He et al. 2016b): depth 6n + 2, n basic blocks per stage.
   for depth in (20, 56, 110):
     n = (depth - 2) // 6
@@ -99,10 +101,9 @@ def _backbones() -> dict[str, dict[str, Any]]:
   return out
 
 
+# name -> the ``ResNet`` fields of the backbone, and ``is_video`` (registry only): True for the
+# backbones taking clips (N, T, H, W, 3), whose model.input_size is (T, H, W), else (H, W).
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
-# Backbones taking clips (N, T, H, W, 3); model.input_size is (T, H, W) for them, else (H, W).
-VIDEO_BACKBONES: frozenset[str] = frozenset(
-    n for n in BACKBONES if n.split('_')[0] in ('c2d', 'i3d', 'tsn', 'tsm', 'rsa'))
 # model.width when the config does not set it.
 DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stem') == 'cifar' else 64
                                  for n, b in BACKBONES.items()}
@@ -115,8 +116,9 @@ BLOCKS: dict[str, type[nn.Module]] = {
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def is_video(model_config: ml_collections.ConfigDict) -> bool:
-  return model_config.name in VIDEO_BACKBONES
+def is_video(model_config: Mapping[str, Any]) -> bool:
+  """Whether the config's backbone takes clips (its registry entry's ``is_video``)."""
+  return bool(BACKBONES.get(model_config.get('name'), {}).get('is_video', False))
 
 
 def stage_names(name: str) -> tuple[str, ...]:
@@ -136,11 +138,6 @@ def stage_channels(name: str, width: int) -> dict[str, int]:
   return {s: width * 2**i * expansion for i, s in enumerate(stage_names(name))}
 
 
-def _block_fields(cls: type[nn.Module]) -> set[str]:
-  return {f.name for f in dataclasses.fields(cls)
-          if f.name not in ('parent', 'name', 'dtype', 'bn_group_size')}
-
-
 def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
                 width: int) -> dict[str, Any]:
   """``conv2_positions`` / ``conv2_kwargs`` from ``model.rsa``, checked against the backbone."""
@@ -155,11 +152,7 @@ def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
     if any(not 0 <= i < num_blocks for i in indices):
       raise ValueError(f'model.rsa.positions.{stage}={indices}: {stage} of {cfg.name} has '
                        f'residual blocks 0..{num_blocks - 1}')
-  allowed = _block_fields(RSALayer) - {'features', 'strides'}
-  unknown = set(rsa) - allowed
-  if unknown:
-    raise ValueError(f'model.rsa has unknown field(s) {sorted(unknown)}; allowed: '
-                     f"{sorted(allowed | {'positions'})}")
+  validate_fields(RSALayer, rsa, prefix='model.rsa', exclude=('features', 'strides'))
   if 'kernel_size' in rsa:
     rsa['kernel_size'] = tuple(int(k) for k in rsa['kernel_size'])
   for i, stage in enumerate(stages):
@@ -179,6 +172,7 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
     raise ValueError(f"model.name={cfg.get('name')!r} is not a known model; "
                      f'allowed: {sorted(BACKBONES)}')
   backbone = dict(BACKBONES[cfg.name])
+  backbone.pop('is_video', None)
   dtype = cfg.get('dtype', 'float32')
   if dtype not in _DTYPES:
     raise ValueError(f'model.dtype={dtype!r}; allowed: {sorted(_DTYPES)}')
@@ -203,15 +197,11 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   insert_block = None
   if block_type != 'none' and any(insertions.values()):
     insert_block = BLOCKS[block_type]
-    unknown = set(block_cfg) - _block_fields(insert_block)
-    if unknown:
-      raise ValueError(f'model.block has unknown field(s) {sorted(unknown)} for block '
-                       f'{block_type!r}; allowed: {sorted(_block_fields(insert_block))}')
+    validate_fields(insert_block, block_cfg)
     channels = stage_channels(cfg.name, width)
-    if hasattr(insert_block, 'validate'):
-      for stage, indices in insertions.items():
-        if indices:
-          insert_block.validate(channels[stage], block_cfg)
+    for stage, indices in insertions.items():
+      if indices:
+        insert_block.validate(channels[stage], block_cfg)
 
   if backbone.get('conv2_module') is not None:
     backbone.update(_rsa_fields(cfg, backbone, width))
