@@ -6,7 +6,8 @@ The model config (``ml_collections.ConfigDict``) has these fields:
   ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
   backbone's), ``dropout_rate`` (before the classifier).
-* ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
+* ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips (the backbones whose registry
+  entry has ``is_video``); tools take the input shape from it.
 * ``block``: the inserted non-local block; ``block.type`` is a key of ``BLOCKS`` (or ``'none'``) and
   every other field is passed to that block's module unchanged (field names are the module's).
 * ``insertions``: stage name -> residual-block indices (0-based) the block follows. ImageNet and
