@@ -45,7 +45,8 @@ def test_bad_arguments_are_named(arg, message):
 
 
 @pytest.mark.parametrize('spec,message', [
-    ('imagenet_r50_bat:groups=2', "unknown config argument 'groups'; allowed: ['k', 'matrix', 'one_in']"),
+    ('imagenet_r50_bat:groups=2',
+     "unknown config argument 'groups'; allowed: ['k', 'matrix', 'one_in']"),
     ('kinetics_c2d_3dbat:frames=32', 'frames=32; allowed (Table 9): [8, 16, 64]'),
     ('kinetics_r101_c2d_3dbat:frames=64', 'frames=64; allowed (Table 9, ResNet-101): 8, 16'),
     ('imagenet_r50_bat:one_in=res9', "resnet50 has no stage ['res9']"),

@@ -153,7 +153,8 @@ def test_table6_se_resnet50_bat_falls_short_of_33_1m():
 
 
 def test_table3_positions_are_before_the_last_block():
-  expect = {'imagenet_r50_bat:one_in=res3': {'res3_bat2'}, 'imagenet_r50_bat:one_in=res4': {'res4_bat4'},
+  expect = {'imagenet_r50_bat:one_in=res3': {'res3_bat2'},
+            'imagenet_r50_bat:one_in=res4': {'res4_bat4'},
             'imagenet_r50_bat:one_in=res5': {'res5_bat1'},
             'imagenet_r50_bat:one_in=res3+res4': {'res3_bat2', 'res4_bat4'}}
   for name, names in expect.items():
@@ -180,4 +181,5 @@ def test_table9_longer_clips_and_deeper_backbone():
       'res3_bat1', 'res3_bat3', 'res4_bat6', 'res4_bat13', 'res4_bat20'}
   # The temporal predictor grows with ts: 8*8*4 outputs over 8 taps instead of 4*4*4 over 4.
   assert counts('kinetics_c2d_3dbat:frames=16')['params'] > counts('kinetics_c2d_3dbat')['params']
-  assert counts('kinetics_c2d_3dbat:frames=64')['params'] == counts('kinetics_c2d_3dbat:frames=16')['params']
+  assert (counts('kinetics_c2d_3dbat:frames=64')['params']
+          == counts('kinetics_c2d_3dbat:frames=16')['params'])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
-# Module fields the model sets, not the block config: flax's own and the backbone's dtype / BN group.
+# Module fields the model sets, not the block config: flax's own, the backbone's dtype and BN group.
 _NOT_CONFIG = ('parent', 'name', 'dtype', 'bn_group_size')
 
 

@@ -128,7 +128,7 @@ def stage_names(name: str) -> tuple[str, ...]:
 
 
 def stage_sizes(name: str) -> dict[str, int]:
-  """Residual blocks per stage, e.g. ``resnet50``: ``{'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}``."""
+  """Residual blocks per stage; ``resnet50``: ``{'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}``."""
   return dict(zip(stage_names(name), BACKBONES[name]['stage_sizes']))
 
 

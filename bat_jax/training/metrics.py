@@ -112,9 +112,9 @@ class MetricsWriter:
 
 
 # jax logs at INFO, at the first device query, each platform it tried and could not start
-# (``jax._src.xla_bridge``: "Unable to initialize backend 'tpu': ... libtpu.so ..."): on a CPU or GPU
-# machine that is the run's first line and says nothing about the run. A platform the user asks for
-# (JAX_PLATFORMS) that fails raises instead, so nothing is hidden there.
+# (``jax._src.xla_bridge``: "Unable to initialize backend 'tpu': ... libtpu.so ..."): on a CPU or
+# GPU machine that is the run's first line and says nothing about the run. A platform the user
+# asks for (JAX_PLATFORMS) that fails raises instead, so nothing is hidden there.
 _BACKEND_LOGGER, _MISSING_BACKEND = 'jax._src.xla_bridge', 'Unable to initialize backend'
 
 
