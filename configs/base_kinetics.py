@@ -107,3 +107,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.init_from = ''
   config.init_from_ignore = ()  # regexes of names kept at init even when they fit
   return config
+
+
+# bat_cvpr2020.md Table 9: clip length -> (frame stride, 3D BAT temporal_size). "For models with
+# sequences longer than 8 frames, the block-based matrix trick is adopted along time ... the
+# number of blocks are set to 8 x 8": temporal_size 8 (16 frames: T = 8 after pool2, an 8 x 8
+# temporal matrix; 64 frames: T = 32 in 8 cells of 4). Strides are not given: 4 (16 frames) and 1
+# (64 frames) keep the 8 x 8 clips' 64-frame span (an assumption); 8 frames: §4.1, stride 8, ts 4.
+TABLE9_CLIPS = {8: (8, 4), 16: (4, 8), 64: (1, 8)}
+
+
+def set_clip_frames(config: ml_collections.ConfigDict, frames: int) -> None:
+  """Sets a 3D-BAT recipe's clip to ``frames`` frames (the ``frames`` argument, Table 9)."""
+  if frames not in TABLE9_CLIPS:
+    raise ValueError(f'config argument frames={frames}; allowed (Table 9): {sorted(TABLE9_CLIPS)}')
+  stride, temporal_size = TABLE9_CLIPS[frames]
+  config.model.input_size = (frames, *config.model.input_size[1:])
+  config.model.block.temporal_size = temporal_size
+  config.data.num_frames = frames
+  config.data.frame_stride = stride

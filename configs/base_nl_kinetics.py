@@ -17,7 +17,6 @@ import ml_collections
 from configs import base_kinetics
 from configs import blocks
 
-STAGES = {'r50': blocks.RESNET50_STAGES, 'r101': blocks.RESNET101_STAGES}
 DEPTHS = {'r50': 'resnet50', 'r101': 'resnet101'}
 ARCHS = ('c2d', 'i3d', 'i3d333')
 
@@ -35,14 +34,14 @@ def plans(depth: str) -> dict[str, dict[str, tuple[int, ...]]]:
     ``LAYER_MOD 1`` gives res3 {1, 3} + res4 mod 3 = 9 blocks); ours: all 4 of res3 and 6 of res4
     spaced like the 5-block plan, mod 4 from 1: {1, 5, 9, 13, 17, 21}.
   """
-  sizes = STAGES[depth]
-  out = {stage: blocks.before_last((stage,), sizes) for stage in ('res2', 'res3', 'res4', 'res5')}
+  backbone = DEPTHS[depth]
+  out = {stage: blocks.before_last((stage,), backbone) for stage in ('res2', 'res3', 'res4', 'res5')}
   out['1block'] = out['res4']
   if depth == 'r50':
     out['5block'] = dict(blocks.FIVE_BLOCKS)
     out['10block'] = {'res3': tuple(range(4)), 'res4': tuple(range(6))}
   else:
-    out['5block'] = blocks.every({'res3': 2, 'res4': 7}, sizes)
+    out['5block'] = blocks.every({'res3': 2, 'res4': 7}, backbone)
     out['10block'] = {'res3': tuple(range(4)), 'res4': tuple(range(1, 23, 4))}
   return out
 

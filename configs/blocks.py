@@ -1,20 +1,35 @@
 """Block settings and insertion plans the recipes share (``bat_cvpr2020.md`` §4; released code)."""
 
+from typing import Iterable
+
 import ml_collections
+
+from bat_jax.models import registry
 
 # 5 blocks "evenly inserted on Res3 and Res4" (§4): after residual blocks i with i % 2 == 1.
 FIVE_BLOCKS = {'res3': (1, 3), 'res4': (1, 3, 5)}
 
 
-def every(modulus: dict[str, int], stage_sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
+def every(modulus: dict[str, int], backbone: str) -> dict[str, tuple[int, ...]]:
   """The released scripts' plan: a block after residual block ``i`` when ``i % m == m - 1``.
 
   ResNet-50 ``{res3: 2, res4: 2}`` gives res3 {1, 3}, res4 {1, 3, 5}; the README's ResNet-101
   ``2 7`` gives res3 {1, 3}, res4 {6, 13, 20}; ResNet-152 ``4 12`` gives res3 {3, 7},
-  res4 {11, 23, 35}. (These reproduce Table 6's 49.2 M and 64.9 M parameters.)
+  res4 {11, 23, 35}. (These reproduce Table 6's 49.2 M and 64.9 M parameters.) Stage sizes are
+  the ``backbone``'s in the model registry.
   """
-  return {stage: tuple(i for i in range(stage_sizes[stage]) if i % m == m - 1)
+  sizes = _stage_sizes(backbone, modulus, 'every')
+  return {stage: tuple(i for i in range(sizes[stage]) if i % m == m - 1)
           for stage, m in modulus.items()}
+
+
+def _stage_sizes(backbone: str, stages: Iterable[str], caller: str) -> dict[str, int]:
+  """The registry's residual blocks per stage of ``backbone``; an error names a bad stage."""
+  sizes = registry.stage_sizes(backbone)
+  unknown = [s for s in stages if s not in sizes]
+  if unknown:
+    raise ValueError(f'{caller}: {backbone} has no stage {unknown}; allowed: {list(sizes)}')
+  return sizes
 
 
 def insertions(plan: dict[str, tuple[int, ...]]) -> ml_collections.ConfigDict:
@@ -41,19 +56,12 @@ def snl() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(type='snl'))
 
 
-# ---------------------------------------------------------------------------------------------
-# Appended for the ablation / other-backbone recipes (docs/recipes.md).
-
-# ResNet-50 stage sizes, for `every` and `before_last`.
-RESNET50_STAGES = {'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}
-RESNET101_STAGES = {'res2': 3, 'res3': 4, 'res4': 23, 'res5': 3}
-
-
-def before_last(stages: tuple[str, ...], stage_sizes: dict[str, int]) -> dict[str, tuple[int, ...]]:
+def before_last(stages: tuple[str, ...], backbone: str) -> dict[str, tuple[int, ...]]:
   """One block per stage "right before the last residual block of a stage" (Wang et al.'s NL
   Table 2c convention, which BAT Table 3 follows; the BAT paper does not give the index):
   after residual block ``n - 2``. ResNet-50: res3 {2}, res4 {4}, res5 {1}."""
-  return {stage: (stage_sizes[stage] - 2,) for stage in stages}
+  sizes = _stage_sizes(backbone, stages, 'before_last')
+  return {stage: (sizes[stage] - 2,) for stage in stages}
 
 
 def image_bat(groups: int = 4, **overrides) -> ml_collections.ConfigDict:

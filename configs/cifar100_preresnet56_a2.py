@@ -9,11 +9,13 @@ stage). The tables give accuracy only.
 Table 1's form (chebysnl B.3): A Z W on A^2's graph, W_0 = 0 (model.block.weights='table1';
 'free' adds a free W_0)."""
 
+from configs import args
 from configs import base_cifar as base
 from configs import blocks
 
 
-def get_config(variant=''):
+def get_config(arg: str | None = None):
+  variant = args.parse(arg, variant='').variant
   config = base.get_config()
   config.model.block, config.model.insertions = blocks.cifar_nonlocal('a2', variant)
   return config

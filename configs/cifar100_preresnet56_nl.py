@@ -8,11 +8,13 @@ PreResNet56 column).
 stage). The tables give accuracy only.
 Embedded Gaussian with the C^-1/2 scale, no subsampling (32x32 maps)."""
 
+from configs import args
 from configs import base_cifar as base
 from configs import blocks
 
 
-def get_config(variant=''):
+def get_config(arg: str | None = None):
+  variant = args.parse(arg, variant='').variant
   config = base.get_config()
   config.model.block, config.model.insertions = blocks.cifar_nonlocal('nl', variant)
   return config

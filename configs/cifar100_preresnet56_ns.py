@@ -9,11 +9,13 @@ stage). The tables give accuracy only.
 Table 1's form (chebysnl B.2): Z W_0 + A Z W_1 on NS's graph (softmax of theta^T phi) with one
 W, W_0 = -W_1 = -W (model.block.weights='table1'; 'free' unties them)."""
 
+from configs import args
 from configs import base_cifar as base
 from configs import blocks
 
 
-def get_config(variant=''):
+def get_config(arg: str | None = None):
+  variant = args.parse(arg, variant='').variant
   config = base.get_config()
   config.model.block, config.model.insertions = blocks.cifar_nonlocal('ns', variant)
   return config

@@ -9,11 +9,13 @@ stage). The tables give accuracy only.
 ChebySNL as released (Eq. 5): z = x + ReLU(BN(W_0 Z + W_1 A Z)), A the symmetric-normalised
 ReLU kernel."""
 
+from configs import args
 from configs import base_cifar as base
 from configs import blocks
 
 
-def get_config(variant=''):
+def get_config(arg: str | None = None):
+  variant = args.parse(arg, variant='').variant
   config = base.get_config()
   config.model.block, config.model.insertions = blocks.cifar_nonlocal('snl', variant)
   return config

@@ -7,7 +7,7 @@
 The first line trains, for 40 steps on synthetic 64x64 images (``bat_jax.data.synthetic``), the
 image ResNet-50 whose names and shapes are the demo's C2D-ResNet-50 + 3D-BAT
 (``configs/demo_toy_c2d_3dbat.py``): width 8, 2D BAT-Blocks (k=4, s=4) after res3 block 1 and
-res4 block 1. It stands in for the ImageNet run (``configs/imagenet_r50_bat_k8.py``) that starts
+res4 block 1. It stands in for the ImageNet run (``configs/imagenet_r50_bat.py:k=8``) that starts
 the Kinetics recipes. The second line loads it as the released ``--soft_resume`` does and writes
 ``workdirs/demo_init/init_report.json``: every array loads except the 3D blocks' temporal
 predictors (new in 3-D) and the classifier (10 synthetic classes, 8 toy ones).

@@ -9,5 +9,5 @@ def get_config():
   config.model.name = 'resnet101'
   config.model.block = blocks.bat(groups=4, normalization='sigmoid')
   config.model.insertions = blocks.insertions(
-      blocks.every({'res3': 2, 'res4': 7}, {'res3': 4, 'res4': 23}))
+      blocks.every({'res3': 2, 'res4': 7}, 'resnet101'))
   return config

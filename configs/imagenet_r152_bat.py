@@ -9,5 +9,5 @@ def get_config():
   config.model.name = 'resnet152'
   config.model.block = blocks.bat(groups=4, normalization='sigmoid')
   config.model.insertions = blocks.insertions(
-      blocks.every({'res3': 4, 'res4': 12}, {'res3': 8, 'res4': 36}))
+      blocks.every({'res3': 4, 'res4': 12}, 'resnet152'))
   return config

@@ -22,6 +22,7 @@ from bat_jax import build_model
 from bat_jax.models.layers import BatchNorm
 from bat_jax.training import loop
 from bat_jax.training.loop import ConfigError, validate_config
+from configs import args
 from tests import helpers_train as h
 
 EPS, MOMENTUM = 1e-5, 0.9
@@ -162,7 +163,7 @@ def test_every_bn_of_the_model_uses_the_groups():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=jax.tree_util.keystr(path))
 
 
-VIDEO_RECIPES = ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat_16f',
+VIDEO_RECIPES = ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat:frames=16',
                  'kinetics_i3d', 'kinetics_i3d_bat', 'kinetics_r101_c2d_3dbat', 'kinetics_c2d_nl',
                  'kinetics_i3d_nl', 'kinetics_tsm_r50', 'mini_kinetics_c2d', 'mini_kinetics_c2d_bat',
                  'mini_kinetics_c2d_nl', 'ssv1_rsa_r50')
@@ -170,7 +171,7 @@ VIDEO_RECIPES = ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kine
 
 @pytest.mark.parametrize('name', VIDEO_RECIPES)
 def test_video_recipes_set_per_gpu_groups_that_divide_the_batch(name):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = args.load(name)
   group = config.model.bn_group_size
   assert group > 0 and config.global_batch_size % group == 0
   build_model(config.model)  # a valid model field

@@ -7,7 +7,6 @@ backbone convolutions load or inflate. Blocks the ImageNet model lacks (the Non-
 from a plain ResNet-50, as the released ``scripts/train_c2d_nl.sh``; RSA layers) stay at init."""
 
 import functools
-import importlib
 import re
 
 import pytest
@@ -17,13 +16,14 @@ from bat_jax.tools import inflate
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import flat_shapes
+from configs import args
 
 # ImageNet config -> the video configs it initialises (released scripts/train_*.sh: --resume
 # checkpoints/resnet50_bat.pth (k=8 blocks) for the BAT rows, checkpoints/resnet50.pth otherwise).
 INIT_FROM = {
-    'imagenet_r50_bat_k8': ('kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat_16f',
-                            'kinetics_i3d_bat'),
-    'imagenet_r50_bat': ('mini_kinetics_c2d_bat', 'mini_kinetics_c2d_bat_4_0'),
+    'imagenet_r50_bat:k=8': ('kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat:frames=16',
+                             'kinetics_i3d_bat'),
+    'imagenet_r50_bat': ('mini_kinetics_c2d_bat', 'mini_kinetics_c2d_bat:tk=0'),
     'imagenet_r50': ('kinetics_c2d', 'kinetics_i3d', 'kinetics_c2d_nl', 'kinetics_i3d_nl',
                      'kinetics_tsm_r50', 'ssv1_rsa_r50', 'mini_kinetics_c2d',
                      'mini_kinetics_c2d_nl'),
@@ -35,7 +35,7 @@ _NEW_BLOCK = re.compile(r'_nonlocal\d+/|/conv2/(proj/|H1|H2|G|P1|I)|/predictor/p
 
 @functools.lru_cache(maxsize=None)
 def _shapes(name: str) -> dict:
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = args.load(name)
   model = build_model(config.model)
   return flat_shapes(state_lib.abstract_variables(
       model, state_lib.init_input_shape(config.model), mesh_lib.make_mesh()))

@@ -3,14 +3,13 @@ normalisation (``main.py``: ``GroupMultiScaleCrop(224, [1, .875, .75, .66])``,
 ``GroupNormalize([103.939, 116.779, 123.68], [1])`` on RGB 0-255 frames), the Non-local paper's
 scale jitter for its rows."""
 
-import importlib
-
 import numpy as np
 import pytest
 
 from bat_jax.data import video as V
+from configs import args
 
-BAT_VIDEO = ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat_16f',
+BAT_VIDEO = ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_3dbat:frames=16',
              'kinetics_i3d', 'kinetics_i3d_bat', 'kinetics_r101_c2d_3dbat', 'mini_kinetics_c2d',
              'mini_kinetics_c2d_bat')
 NON_LOCAL = ('kinetics_c2d_nl', 'kinetics_i3d_nl', 'mini_kinetics_c2d_nl',
@@ -18,7 +17,7 @@ NON_LOCAL = ('kinetics_c2d_nl', 'kinetics_i3d_nl', 'mini_kinetics_c2d_nl',
 
 
 def _data(name):
-  return importlib.import_module(f'configs.{name}').get_config().data
+  return args.load(name).data
 
 
 @pytest.mark.parametrize('name', BAT_VIDEO)
@@ -37,7 +36,7 @@ def test_non_local_rows_keep_scale_jitter(name):
   assert data.train_augment == 'scale_jitter' and tuple(data.train_short_side) == (256, 320)
 
 
-@pytest.mark.parametrize('name', ('imagenet_r50', 'imagenet_r50_bat_k8', 'ssv1_rsa_r50',
+@pytest.mark.parametrize('name', ('imagenet_r50', 'imagenet_r50_bat:k=8', 'ssv1_rsa_r50',
                                   'demo_toy_c2d_3dbat'))
 def test_imagenet_normalisation_on_rgb_in_0_1(name):
   data = _data(name)

@@ -15,19 +15,18 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.tools import summary
+from configs import args
 from configs import blocks
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / 'configs'
-CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem not in ('__init__', 'blocks'))
-
-
-def load(name, *args):
-  return importlib.import_module(f'configs.{name}').get_config(*args)
+CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('*.py')
+                 if p.stem not in ('__init__', 'args', 'blocks'))
 
 
 @functools.lru_cache(maxsize=None)
-def counts(name, variant=None):
-  cfg = load(name) if variant is None else load(name, variant)
+def counts(spec):
+  """Counts of ``'<file>[:arg]'`` (configs.args.load)."""
+  cfg = args.load(spec)
   result = summary.summarize(cfg.model)
   # The papers' NL "GFLOPs" count the affinity products twice (docs/nonlocal.md).
   result['paper_gflops'] = result['gmacs'] + sum(b['gmacs_matmul']
@@ -56,10 +55,10 @@ def test_every_config_loads_builds_and_names_its_source(name):
 def test_cifar_rows_every_column_builds(kind, variant):
   """chebysnl §3.1: every row (block) x column (C_s, stage, x3) of Tables 2-4 builds; the
   inserted blocks sit after the second residual block of the named stages with C_s = C_1 / r."""
-  cfg = load(f'cifar100_preresnet56_{kind}', variant)
+  cfg = args.load(f'cifar100_preresnet56_{kind}:{variant}')
   reduction, plan = blocks.CIFAR_VARIANTS[variant]
   assert cfg.model.block.reduction == reduction
-  result = counts(f'cifar100_preresnet56_{kind}', variant)
+  result = counts(f'cifar100_preresnet56_{kind}:{variant}')
   block = {'nl': 'nonlocal', 'snl': 'snl'}.get(kind, 'chebyshev')
   assert sorted(result['blocks']) == sorted(f'{s}_{block}1' for s in plan)
   width = {'res1': 64, 'res2': 128, 'res3': 256}  # preresnet56_bottleneck's outputs
@@ -81,14 +80,14 @@ def test_cifar_rows_every_column_builds(kind, variant):
 TABLE_ROWS = {
     'imagenet_r50': (25.56, .005, 4.14, 'macs', .02, 'Tables 2/4/5 baseline'),
     'imagenet_r50_bat': (30.23, .005, 5.44, 'macs', .02, 'Table 2 block-based / Table 4 k=4'),
-    'imagenet_r50_bat_full': (31.86, .005, 5.50, 'macs', .02, 'Table 2 full resolution'),
+    'imagenet_r50_bat:matrix=full': (31.86, .005, 5.50, 'macs', .02, 'Table 2 full resolution'),
     # Ours 5.39: the paper's block-based figure pays for dense H x H products that our kron-free
     # transform does not, so 'downsampling' cannot be 0.22 G cheaper here (docs/models.md).
-    'imagenet_r50_bat_downsample': (30.23, .005, 5.22, 'macs', .035, 'Table 2 downsampling'),
-    'imagenet_r50_bat_k0': (30.17, .005, 5.43, 'macs', .02, 'Table 4 k=0'),
-    'imagenet_r50_bat_k1': (30.18, .005, 5.44, 'macs', .02, 'Table 4 k=1'),
-    'imagenet_r50_bat_k2': (30.19, .005, 5.44, 'macs', .02, 'Table 4 k=2'),
-    'imagenet_r50_bat_k16': (31.09, .005, 5.45, 'macs', .02, 'Table 4 k=16'),
+    'imagenet_r50_bat:matrix=downsample': (30.23, .005, 5.22, 'macs', .035, 'Table 2 downsampling'),
+    'imagenet_r50_bat:k=0': (30.17, .005, 5.43, 'macs', .02, 'Table 4 k=0'),
+    'imagenet_r50_bat:k=1': (30.18, .005, 5.44, 'macs', .02, 'Table 4 k=1'),
+    'imagenet_r50_bat:k=2': (30.19, .005, 5.44, 'macs', .02, 'Table 4 k=2'),
+    'imagenet_r50_bat:k=16': (31.09, .005, 5.45, 'macs', .02, 'Table 4 k=16'),
     'imagenet_r50_nl': (25.56 + 7.36, .005, 4.14 + 3.55, 'paper', .02, 'Table 5 ResNet-50 +NL'),
     'imagenet_r18': (11.69, .005, None, 'macs', None, 'Table 5 ResNet-18 baseline'),
     # SE: the paper adds 0.06 G for SE (4.14 -> 4.2, 5.44 -> 5.5) where SE's FCs are 0.0025 G.
@@ -101,9 +100,9 @@ TABLE_ROWS = {
     'mini_kinetics_c2d': (23.92, .005, 19.55, 'macs', .02, 'Table 7 baseline'),
     'mini_kinetics_c2d_nl': (31.28, .005, 30.69, 'paper', .02, 'Table 7 NL (No)'),
     'mini_kinetics_c2d_nl_pretrained': (31.28, .005, 30.69, 'paper', .02, 'Table 7 NL (Yes)'),
-    'mini_kinetics_c2d_bat_4_0': (28.60, .005, 24.76, 'macs', .02, 'Table 7 BAT (4, 0)'),
-    'mini_kinetics_c2d_bat_4_1': (28.60, .005, 24.77, 'macs', .02, 'Table 7 BAT (4, 1)'),
-    'mini_kinetics_c2d_bat_4_2': (28.60, .005, 24.77, 'macs', .02, 'Table 7 BAT (4, 2)'),
+    'mini_kinetics_c2d_bat:tk=0': (28.60, .005, 24.76, 'macs', .02, 'Table 7 BAT (4, 0)'),
+    'mini_kinetics_c2d_bat:tk=1': (28.60, .005, 24.77, 'macs', .02, 'Table 7 BAT (4, 1)'),
+    'mini_kinetics_c2d_bat:tk=2': (28.60, .005, 24.77, 'macs', .02, 'Table 7 BAT (4, 2)'),
     'mini_kinetics_c2d_bat': (28.60, .005, 24.77, 'macs', .02, 'Table 7 BAT (4, 4)'),
     'kinetics_c2d': (24.3, .05, 19.6, 'macs', .02, 'Table 8 C2D'),
     'kinetics_c2d_nl': (31.7, .05, 30.7, 'paper', .02, 'Table 8 C2D + NL'),
@@ -154,9 +153,10 @@ def test_table6_se_resnet50_bat_falls_short_of_33_1m():
 
 
 def test_table3_positions_are_before_the_last_block():
-  expect = {'imagenet_r50_bat_res3': {'res3_bat2'}, 'imagenet_r50_bat_res4': {'res4_bat4'},
-            'imagenet_r50_bat_res5': {'res5_bat1'},
-            'imagenet_r50_bat_res3_res4': {'res3_bat2', 'res4_bat4'}}
+  expect = {'imagenet_r50_bat:one_in=res3': {'res3_bat2'},
+            'imagenet_r50_bat:one_in=res4': {'res4_bat4'},
+            'imagenet_r50_bat:one_in=res5': {'res5_bat1'},
+            'imagenet_r50_bat:one_in=res3+res4': {'res3_bat2', 'res4_bat4'}}
   for name, names in expect.items():
     assert set(counts(name)['blocks']) == names, name
   def bat_params(d, k=4, s=7):  # released image block: 343,156 (D=512), 1,330,292 (D=1024)
@@ -164,21 +164,22 @@ def test_table3_positions_are_before_the_last_block():
     return (d * c + c + 2 * c) + (c * c + c + 2 * c) + (c * d + d + 2 * d) + (
         c * k + k + 2 * k) + 2 * (s * k * s * s * k + s * s * k)
   assert bat_params(512) == 343_156 and bat_params(1024) == 1_330_292
-  assert counts('imagenet_r50_bat_res5')['blocks']['res5_bat1']['params'] == bat_params(2048)
-  assert counts('imagenet_r50_bat_res4')['blocks']['res4_bat4']['params'] == bat_params(1024)
+  assert counts('imagenet_r50_bat:one_in=res5')['blocks']['res5_bat1']['params'] == bat_params(2048)
+  assert counts('imagenet_r50_bat:one_in=res4')['blocks']['res4_bat4']['params'] == bat_params(1024)
 
 
 def test_table9_longer_clips_and_deeper_backbone():
   """Table 9 gives accuracy only; check what the caption fixes: temporal block grid 8 (an 8 x 8
   temporal matrix at 16 frames, 8 cells of 4 frames at 64), input sizes, the ResNet-101 plan."""
-  for name, frames in (('kinetics_c2d_3dbat_16f', 16), ('kinetics_c2d_3dbat_64f', 64),
-                       ('kinetics_r101_c2d_3dbat_16f', 16), ('kinetics_r101_c2d_3dbat', 8)):
-    cfg = load(name)
+  for name, frames in (('kinetics_c2d_3dbat:frames=16', 16), ('kinetics_c2d_3dbat:frames=64', 64),
+                       ('kinetics_r101_c2d_3dbat:frames=16', 16), ('kinetics_r101_c2d_3dbat', 8)):
+    cfg = args.load(name)
     assert tuple(cfg.model.input_size) == (frames, 224, 224) and cfg.data.num_frames == frames
     assert cfg.model.block.temporal_size == (8 if frames > 8 else 4)
     assert cfg.model.block.temporal_groups == 4 and cfg.model.block.groups == 8
   assert set(counts('kinetics_r101_c2d_3dbat')['blocks']) == {
       'res3_bat1', 'res3_bat3', 'res4_bat6', 'res4_bat13', 'res4_bat20'}
   # The temporal predictor grows with ts: 8*8*4 outputs over 8 taps instead of 4*4*4 over 4.
-  assert counts('kinetics_c2d_3dbat_16f')['params'] > counts('kinetics_c2d_3dbat')['params']
-  assert counts('kinetics_c2d_3dbat_64f')['params'] == counts('kinetics_c2d_3dbat_16f')['params']
+  assert counts('kinetics_c2d_3dbat:frames=16')['params'] > counts('kinetics_c2d_3dbat')['params']
+  assert (counts('kinetics_c2d_3dbat:frames=64')['params']
+          == counts('kinetics_c2d_3dbat:frames=16')['params'])

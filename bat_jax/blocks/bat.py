@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
 from bat_jax.ops import bilinear
 
@@ -126,16 +127,9 @@ class BATBlock(nn.Module):
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
     """Raises ``ValueError`` naming the config field when the block cannot run on ``channels``."""
-    get = lambda k: fields.get(k, getattr(cls, k))  # noqa: E731
-    if get('matrix') not in ('block', 'full', 'downsample'):
-      raise ValueError(f"model.block.matrix={get('matrix')!r}; allowed: 'block', 'full', "
-                       "'downsample'")
-    if get('uncovered') not in bilinear.UNCOVERED:
-      raise ValueError(f"model.block.uncovered={get('uncovered')!r}; allowed: "
-                       f'{bilinear.UNCOVERED}')
-    if get('normalization') not in ('softmax', 'sigmoid'):
-      raise ValueError(f"model.block.normalization={get('normalization')!r}; allowed: 'softmax', "
-                       "'sigmoid'")
+    get = validate_fields(cls, fields, choices=dict(
+        matrix=('block', 'full', 'downsample'), uncovered=bilinear.UNCOVERED,
+        normalization=('softmax', 'sigmoid'))).__getitem__
     if channels % get('reduction'):
       raise ValueError(f"model.block.reduction={get('reduction')} does not divide {channels} "
                        'block input channels')

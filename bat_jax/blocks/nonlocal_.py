@@ -10,7 +10,6 @@ docs/nonlocal.md.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Mapping
 
@@ -18,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out, max_pool_hw
 from bat_jax.ops import affinity as ops
 
@@ -49,14 +49,7 @@ class NonLocalBlock(nn.Module):
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
     """Raises ``ValueError`` naming ``model.block.<field>`` when the settings cannot work."""
-    f = {fd.name: fd.default for fd in dataclasses.fields(cls)
-         if fd.default is not dataclasses.MISSING}
-    f.update(fields)
-    if f['instantiation'] not in INSTANTIATIONS:
-      raise ValueError(f"model.block.instantiation={f['instantiation']!r}; "
-                       f'allowed: {INSTANTIATIONS}')
-    if f['mode'] not in ops.MODES:
-      raise ValueError(f"model.block.mode={f['mode']!r}; allowed: {ops.MODES}")
+    f = validate_fields(cls, fields, choices=dict(instantiation=INSTANTIATIONS, mode=ops.MODES))
     if not isinstance(f['reduction'], int) or not 1 <= f['reduction'] <= channels:
       raise ValueError(f"model.block.reduction={f['reduction']!r} must be an integer in "
                        f'[1, {channels}] for a block on {channels} channels')

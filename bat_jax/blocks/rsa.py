@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
 from bat_jax.ops import rsa as rsa_ops
 
@@ -96,7 +97,8 @@ class RSALayer(nn.Module):
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
     """Raises ``ValueError`` naming the field when the layer cannot run on ``channels`` inputs."""
-    get = lambda k: fields.get(k, getattr(cls, k, None))  # noqa: E731
+    get = validate_fields(cls, fields, prefix='', choices=dict(
+        kernel_type=KINDS, context_type=KINDS, normalization=NORMALIZATIONS)).get
     features, num_queries = get('features'), get('num_queries')
     if channels < 1:
       raise ValueError(f'RSA input needs channels, got {channels}')
@@ -105,11 +107,6 @@ class RSALayer(nn.Module):
     kernel_size = tuple(get('kernel_size'))
     if len(kernel_size) != 3 or any(k < 1 or k % 2 == 0 for k in kernel_size):
       raise ValueError(f'kernel_size={kernel_size} must be three odd sizes (m_t, m_h, m_w)')
-    for field in ('kernel_type', 'context_type'):
-      if get(field) not in KINDS:
-        raise ValueError(f'{field}={get(field)!r}; allowed: {KINDS}')
-    if get('normalization') not in NORMALIZATIONS:
-      raise ValueError(f"normalization={get('normalization')!r}; allowed: {NORMALIZATIONS}")
     dk, d = _dims(features, num_queries, get('latent'))
     if get('latent') is not None and get('latent') < 1:
       raise ValueError(f"latent={get('latent')} must be >= 1 (or None for dk)")

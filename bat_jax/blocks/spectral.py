@@ -10,7 +10,6 @@ identity (released SNL code). See docs/nonlocal.md.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Mapping
 
@@ -18,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
 from bat_jax.ops import affinity as ops
 
@@ -26,22 +26,15 @@ WEIGHTS = ('free', 'table1')
 TABLE1_MEMBERS = ('nl', 'ns', 'a2', 'cgnl', 'cc')
 
 
-def _check(cls: type[nn.Module], channels: int, fields: Mapping[str, Any]) -> None:
-  f = {fd.name: fd.default for fd in dataclasses.fields(cls)
-       if fd.default is not dataclasses.MISSING}
-  f.update(fields)
+def _check(cls: type[nn.Module], channels: int, fields: Mapping[str, Any],
+           choices: Mapping[str, tuple[str, ...]] | None = None) -> None:
+  f = validate_fields(cls, fields, choices=choices)
   if not isinstance(f['reduction'], int) or not 1 <= f['reduction'] <= channels:
     raise ValueError(f"model.block.reduction={f['reduction']!r} must be an integer in "
                      f'[1, {channels}] for a block on {channels} channels')
   if 'order' in f and (not isinstance(f['order'], int) or f['order'] < 2):
     raise ValueError(f"model.block.order={f['order']!r}: the filter needs at least the terms "
                      'k = 0, 1 (order >= 2); order 1 has no term with A')
-  if 'affinity' in f and f['affinity'] not in ops.AFFINITY_KINDS:
-    raise ValueError(f"model.block.affinity={f['affinity']!r}; allowed: {ops.AFFINITY_KINDS}")
-  if 'basis' in f and f['basis'] not in ops.FILTER_BASES:
-    raise ValueError(f"model.block.basis={f['basis']!r}; allowed: {tuple(ops.FILTER_BASES)}")
-  if f.get('weights', 'free') not in WEIGHTS:
-    raise ValueError(f"model.block.weights={f['weights']!r}; allowed: {WEIGHTS}")
   if f.get('weights') == 'table1' and (f['affinity'] not in TABLE1_MEMBERS or f['order'] != 2):
     raise ValueError(f"model.block.weights='table1' is chebysnl Table 1's first-order form of "
                      f'{TABLE1_MEMBERS}: needs model.block.affinity in that list (got '
@@ -141,7 +134,8 @@ class ChebyshevNonLocalBlock(nn.Module):
   @classmethod
   def validate(cls, channels: int, fields: Mapping[str, Any]) -> None:
     """Raises ``ValueError`` naming ``model.block.<field>`` when the settings cannot work."""
-    _check(cls, channels, fields)
+    _check(cls, channels, fields, choices=dict(
+        affinity=ops.AFFINITY_KINDS, basis=tuple(ops.FILTER_BASES), weights=WEIGHTS))
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> Array:

@@ -7,7 +7,8 @@ The model config (``ml_collections.ConfigDict``) has these fields:
   ``nlpaper_{c2d,i3d,i3d333}_resnet{50,101}``: the Non-local paper's 32-frame models).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
   backbone's), ``dropout_rate`` (before the classifier).
-* ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips; tools take the input shape from it.
+* ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips (the backbones whose registry
+  entry has ``is_video``); tools take the input shape from it.
 * ``block``: the inserted non-local block; ``block.type`` is a key of ``BLOCKS`` (or ``'none'``) and
   every other field is passed to that block's module unchanged (field names are the module's).
 * ``insertions``: stage name -> residual-block indices (0-based) the block follows. ImageNet and
@@ -25,7 +26,6 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bat_jax.blocks.bat import BATBlock
+from bat_jax.blocks.fields import validate_fields
 from bat_jax.blocks.rsa import RELEASED_POSITIONS as RSA_POSITIONS
 from bat_jax.blocks.rsa import RSALayer
 from bat_jax.blocks.nonlocal_ import NonLocalBlock
@@ -69,14 +70,16 @@ def _backbones() -> dict[str, dict[str, Any]]:
     out[depth] = dict(stage_sizes=sizes, residual_block=residual)
     if residual == 'bottleneck':
       out[f'se_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, se_reduction=16)
-      out[f'c2d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True)
+      out[f'c2d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
+                                 is_video=True)
       # TSN (Wang et al. 2016): the 2-D network on every frame, no pool2 (RSA's and TSM's base).
-      out[f'tsn_{depth}'] = dict(stage_sizes=sizes, residual_block=residual)
+      out[f'tsn_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, is_video=True)
       # TSM (Lin et al.): TSN + residual temporal shift of 1/8 + 1/8 channels in every block.
-      out[f'tsm_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, shift_fold_div=8)
+      out[f'tsm_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, shift_fold_div=8,
+                                 is_video=True)
       out[f'i3d_{depth}'] = dict(stage_sizes=sizes, residual_block=residual, temporal_pool=True,
                                  stem_temporal_kernel=5,
-                                 temporal_kernels=i3d_temporal_kernels(sizes))
+                                 temporal_kernels=i3d_temporal_kernels(sizes), is_video=True)
   # The Non-local paper's own 32-frame C2D / I3D (nonlocal_cvpr2018 Table 1; the released
   # video-nonlocal-net lib/models/resnet_video_org.py, "the original model architectures used in
   # the paper"): conv1 temporal stride 2, pool1 3x3x3 stride 2, pool2 3x1x1 stride 2; 32x224^2 ->
@@ -86,7 +89,7 @@ def _backbones() -> dict[str, dict[str, Any]]:
     sizes = _DEPTHS[depth][0]
     wang = dict(stage_sizes=sizes, residual_block='bottleneck', temporal_pool=True,
                 stem_temporal_stride=2, pool1_temporal_kernel=3, pool1_temporal_stride=2,
-                pool2_kernel=3)
+                pool2_kernel=3, is_video=True)
     out[f'nlpaper_c2d_{depth}'] = wang
     for name, inflation in (('i3d', '3x1x1'), ('i3d333', '3x3x3')):
       out[f'nlpaper_{name}_{depth}'] = dict(wang, stem_temporal_kernel=5, inflation=inflation,
@@ -99,7 +102,7 @@ def _backbones() -> dict[str, dict[str, Any]]:
                      width_per_group=d)
   # RSA (Kim et al.): TSN ResNet-50 whose conv2 in 7 bottlenecks is an RSA layer (released plan).
   out['rsa_resnet50'] = dict(stage_sizes=_DEPTHS['resnet50'][0], residual_block='bottleneck',
-                             conv2_module=RSALayer, conv2_positions=RSA_POSITIONS)
+                             conv2_module=RSALayer, conv2_positions=RSA_POSITIONS, is_video=True)
   # CIFAR pre-activation ResNets (He et al. 2016b): depth 6n + 2, n basic blocks per stage.
   for depth in (20, 56, 110):
     n = (depth - 2) // 6
@@ -114,10 +117,9 @@ def _backbones() -> dict[str, dict[str, Any]]:
   return out
 
 
+# name -> the ``ResNet`` fields of the backbone, and ``is_video`` (registry only): True for the
+# backbones taking clips (N, T, H, W, 3), whose model.input_size is (T, H, W), else (H, W).
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
-# Backbones taking clips (N, T, H, W, 3); model.input_size is (T, H, W) for them, else (H, W).
-VIDEO_BACKBONES: frozenset[str] = frozenset(
-    n for n in BACKBONES if n.split('_')[0] in ('c2d', 'i3d', 'tsn', 'tsm', 'rsa', 'nlpaper'))
 # model.width when the config does not set it.
 DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stem') == 'cifar' else 64
                                  for n, b in BACKBONES.items()}
@@ -130,8 +132,9 @@ BLOCKS: dict[str, type[nn.Module]] = {
 _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
-def is_video(model_config: ml_collections.ConfigDict) -> bool:
-  return model_config.name in VIDEO_BACKBONES
+def is_video(model_config: Mapping[str, Any]) -> bool:
+  """Whether the config's backbone takes clips (its registry entry's ``is_video``)."""
+  return bool(BACKBONES.get(model_config.get('name'), {}).get('is_video', False))
 
 
 def stage_names(name: str) -> tuple[str, ...]:
@@ -139,16 +142,16 @@ def stage_names(name: str) -> tuple[str, ...]:
   return tuple(BACKBONES[name].get('stage_names', STAGES))
 
 
+def stage_sizes(name: str) -> dict[str, int]:
+  """Residual blocks per stage; ``resnet50``: ``{'res2': 3, 'res3': 4, 'res4': 6, 'res5': 3}``."""
+  return dict(zip(stage_names(name), BACKBONES[name]['stage_sizes']))
+
+
 def stage_channels(name: str, width: int) -> dict[str, int]:
   """Output channels ``D`` of each stage (what an inserted block sees)."""
   b = BACKBONES[name]
   expansion = 4 if b['residual_block'] == 'bottleneck' else 1
   return {s: width * 2**i * expansion for i, s in enumerate(stage_names(name))}
-
-
-def _block_fields(cls: type[nn.Module]) -> set[str]:
-  return {f.name for f in dataclasses.fields(cls)
-          if f.name not in ('parent', 'name', 'dtype', 'bn_group_size')}
 
 
 def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
@@ -165,11 +168,7 @@ def _rsa_fields(cfg: ml_collections.ConfigDict, backbone: dict[str, Any],
     if any(not 0 <= i < num_blocks for i in indices):
       raise ValueError(f'model.rsa.positions.{stage}={indices}: {stage} of {cfg.name} has '
                        f'residual blocks 0..{num_blocks - 1}')
-  allowed = _block_fields(RSALayer) - {'features', 'strides', 'train'}
-  unknown = set(rsa) - allowed
-  if unknown:
-    raise ValueError(f'model.rsa has unknown field(s) {sorted(unknown)}; allowed: '
-                     f"{sorted(allowed | {'positions'})}")
+  validate_fields(RSALayer, rsa, prefix='model.rsa', exclude=('features', 'strides', 'train'))
   if 'kernel_size' in rsa:
     rsa['kernel_size'] = tuple(int(k) for k in rsa['kernel_size'])
   for i, stage in enumerate(stages):
@@ -189,6 +188,7 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
     raise ValueError(f"model.name={cfg.get('name')!r} is not a known model; "
                      f'allowed: {sorted(BACKBONES)}')
   backbone = dict(BACKBONES[cfg.name])
+  backbone.pop('is_video', None)
   dtype = cfg.get('dtype', 'float32')
   if dtype not in _DTYPES:
     raise ValueError(f'model.dtype={dtype!r}; allowed: {sorted(_DTYPES)}')
@@ -213,15 +213,11 @@ def build_model(model_config: ml_collections.ConfigDict | Mapping[str, Any]) -> 
   insert_block = None
   if block_type != 'none' and any(insertions.values()):
     insert_block = BLOCKS[block_type]
-    unknown = set(block_cfg) - _block_fields(insert_block)
-    if unknown:
-      raise ValueError(f'model.block has unknown field(s) {sorted(unknown)} for block '
-                       f'{block_type!r}; allowed: {sorted(_block_fields(insert_block))}')
+    validate_fields(insert_block, block_cfg)
     channels = stage_channels(cfg.name, width)
-    if hasattr(insert_block, 'validate'):
-      for stage, indices in insertions.items():
-        if indices:
-          insert_block.validate(channels[stage], block_cfg)
+    for stage, indices in insertions.items():
+      if indices:
+        insert_block.validate(channels[stage], block_cfg)
 
   if backbone.get('conv2_module') is not None:
     backbone.update(_rsa_fields(cfg, backbone, width))

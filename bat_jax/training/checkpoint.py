@@ -32,6 +32,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from bat_jax.models import registry
 from bat_jax.training.state import TrainState
 
 _MAX_LISTED = 20
@@ -443,11 +444,10 @@ def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
   """The transfer is an image checkpoint into a video model (2-D -> 3-D)."""
   if model_config is None:
     return False
-  from bat_jax.models.registry import VIDEO_BACKBONES  # pylint: disable=g-import-not-at-top
   source = source_model_config(state_dir)
   if source is None or 'name' not in source:
     return False
-  return model_config.get('name') in VIDEO_BACKBONES and source['name'] not in VIDEO_BACKBONES
+  return registry.is_video(model_config) and not registry.is_video(source)
 
 
 def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,

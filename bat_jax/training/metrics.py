@@ -111,12 +111,23 @@ class MetricsWriter:
       self._tb.close()
 
 
+# jax logs at INFO, at the first device query, each platform it tried and could not start
+# (``jax._src.xla_bridge``: "Unable to initialize backend 'tpu': ... libtpu.so ..."): on a CPU or
+# GPU machine that is the run's first line and says nothing about the run. A platform the user
+# asks for (JAX_PLATFORMS) that fails raises instead, so nothing is hidden there.
+_BACKEND_LOGGER, _MISSING_BACKEND = 'jax._src.xla_bridge', 'Unable to initialize backend'
+
+
 class _DropLibraryInfo(logging_std.Filter):
   def filter(self, record: logging_std.LogRecord) -> bool:
-    return record.levelno >= logging_std.WARNING or not any(
-        f'{os.sep}{lib}{os.sep}' in record.pathname for lib in ('orbax', 'tensorstore'))
+    if record.levelno >= logging_std.WARNING:
+      return True
+    if record.name == _BACKEND_LOGGER and record.getMessage().startswith(_MISSING_BACKEND):
+      return False
+    return not any(f'{os.sep}{lib}{os.sep}' in record.pathname for lib in ('orbax', 'tensorstore'))
 
 
 def quiet_library_logs() -> None:
-  """Hides Orbax's INFO lines (several per save) so the console shows the training lines."""
+  """Hides Orbax's INFO lines (several per save) and jax's INFO note about each platform it
+  could not start (a missing TPU on every CPU machine), so the console shows the training lines."""
   logging.get_absl_handler().addFilter(_DropLibraryInfo())
