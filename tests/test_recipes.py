@@ -9,6 +9,7 @@ import functools
 import importlib
 import inspect
 import pathlib
+import re
 
 import ml_collections
 import pytest
@@ -48,6 +49,25 @@ def test_every_config_loads_builds_and_names_its_source(name):
     assert 'Table' in doc or '§' in doc, f'{name}: the docstring names no table row'
   for field in ('global_batch_size', 'num_epochs', 'base_learning_rate', 'weight_decay'):
     assert field in cfg, (name, field)
+
+
+def _expand(name: str) -> list[str]:
+  """``'x_{a,b}.py'`` -> ``['x_a.py', 'x_b.py']`` (docs write a file family with braces)."""
+  head, brace, rest = name.partition('{')
+  if not brace:
+    return [name]
+  choices, _, tail = rest.partition('}')
+  return [e for c in choices.split(',') for e in _expand(head + c + tail)]
+
+
+def test_every_config_is_listed_in_the_recipes_doc():
+  """docs/recipes.md names each recipe file (``name``, ``name.py`` or a brace family) in the
+  table or section that gives its paper row."""
+  text = (CONFIG_DIR.parent / 'docs' / 'recipes.md').read_text()
+  listed = {e for m in re.findall(r'[a-z0-9_]+(?:\{[a-z0-9_,]+\}[a-z0-9_]*)*', text)
+            for e in _expand(m)}
+  missing = [n for n in CONFIGS if not n.startswith('base_') and n not in listed]
+  assert not missing, f'configs not in docs/recipes.md: {missing}'
 
 
 @pytest.mark.parametrize('kind', ['nl', 'ns', 'a2', 'cgnl', 'snl'])

@@ -3,10 +3,11 @@
 The model config (``ml_collections.ConfigDict``) has these fields:
 
 * ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
-  ``preresnet56``, ``preresnet56_bottleneck``, ``c2d_resnet50``, ``i3d_resnet101``, ...;
-  ``nlpaper_{c2d,i3d,i3d333}_resnet{50,101}``: the Non-local paper's 32-frame models).
-* ``num_classes``, ``width`` (64 for ImageNet ResNets, 16 for CIFAR PreResNets; default: the
-  backbone's), ``dropout_rate`` (before the classifier).
+  ``preresnet56``, ``preresnet56_bottleneck``, ``cifar_resnet50``, ``c2d_resnet50``,
+  ``i3d_resnet101``, ...; ``nlpaper_{c2d,i3d,i3d333}_resnet{50,101}``: the Non-local paper's
+  32-frame models).
+* ``num_classes``, ``width`` (64 for ImageNet ResNets and ``cifar_resnet50``, 16 for the CIFAR
+  PreResNets; default: the backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips (the backbones whose registry
   entry has ``is_video``); tools take the input shape from it.
 * ``block``: the inserted non-local block; ``block.type`` is a key of ``BLOCKS`` (or ``'none'``) and
@@ -114,6 +115,12 @@ def _backbones() -> dict[str, dict[str, Any]]:
   out['preresnet56_bottleneck'] = dict(stage_sizes=(9, 9, 9), residual_block='bottleneck',
                                        stem='cifar', preact=True, stage_names=CIFAR_STAGES,
                                        preact_projection='conv_bn', head_conv=True)
+  # The released SNL code's CIFAR ResNet-50 (chebysnl Table 5's ResNet50 columns): torchvision's
+  # ResNet-50 (model/resnet_snl.py 127-154, 284-288) whose conv1 train_val.py 337-341 replaces by
+  # a 3x3 stride-1 conv (64 channels) and whose max pool it removes; BN + ReLU stay. Res2..res5 at
+  # 32/16/8/4 px; the 4x4 average pool (pool_size 4, train_val.py 155, 172) is the global pool.
+  out['cifar_resnet50'] = dict(stage_sizes=_DEPTHS['resnet50'][0], residual_block='bottleneck',
+                               stem='cifar')
   return out
 
 
@@ -121,7 +128,7 @@ def _backbones() -> dict[str, dict[str, Any]]:
 # backbones taking clips (N, T, H, W, 3), whose model.input_size is (T, H, W), else (H, W).
 BACKBONES: dict[str, dict[str, Any]] = _backbones()
 # model.width when the config does not set it.
-DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stem') == 'cifar' else 64
+DEFAULT_WIDTH: dict[str, int] = {n: 16 if b.get('stage_names') == CIFAR_STAGES else 64
                                  for n, b in BACKBONES.items()}
 BLOCKS: dict[str, type[nn.Module]] = {
     'bat': BATBlock,
