@@ -1,4 +1,4 @@
-"""Multi-view evaluation (bat_jax/evaluation/views.py, loop.evaluate_views): the 30-view and
+"""Multi-view evaluation (bat_jax/data/views.py, loop.evaluate_views): the 30-view and
 250-view samplers cover the video evenly, the pipeline produces exactly those views from real
 encoded files, and the view-averaged prediction equals a hand computation on a tiny model."""
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bat_jax import build_model
 from bat_jax.data import pipeline
 from bat_jax.data import video as V
-from bat_jax.evaluation import views
+from bat_jax.data import views
 from bat_jax.training import loop
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib

@@ -43,7 +43,7 @@ so a run can also resume with another ``num_workers`` or process count. The iter
 ``grain.DatasetIterator``, so grain's orbax handlers (``grain.checkpoint``) accept it.
 
 Evaluation views. ``num_clips`` temporal clips x ``num_crops`` spatial crops per video, as
-:mod:`bat_jax.evaluation.views` defines them (clip ``k`` of ``K`` starts at
+:mod:`bat_jax.data.views` defines them (clip ``k`` of ``K`` starts at
 ``round_half_up(k (n - window) / (K - 1))``, the centre clip when 1; crops: centre (1), left /
 centre / right along the long side (3), 4 corners + centre x flip (10)); single-view (1 x 1) by
 default; ``evaluate.py --protocol=30view`` asks for 10 x 3 with ``crop_size = eval_short_side``
@@ -601,7 +601,7 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
   Batches: {'video', 'label', 'mask' bool (B,), 'video_index' int32 (B,) (-1 = padding)}.
   Every process yields ``len(iterator)`` batches. ``crop_size`` defaults to
   ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing);
-  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.evaluation.views.crop_box`).
+  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.data.views.crop_box`).
   Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
   ``num_classes``, ``per_process_batch_size``, ``missing``.
   """

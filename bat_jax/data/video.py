@@ -5,7 +5,7 @@ Clip sampling follows the BAT / non-local video recipe (``bat_cvpr2020.md`` §4.
 (8 x 8 = a 64-frame window for Kinetics); training picks the window at random, single-clip
 evaluation takes the centre window and multi-view evaluation takes ``K`` windows evenly
 spread over the video (``start = k / (K - 1)`` as a fraction of the valid start range, exactly:
-:mod:`bat_jax.evaluation.views`). Spatially, training uses scale jittering (random short side in
+:mod:`bat_jax.data.views`). Spatially, training uses scale jittering (random short side in
 ``[256, 320]``), a random 224 crop and a random horizontal flip; evaluation resizes the short
 side to 256 and takes a centre crop, 3 crops along the long side (fully-convolutional 30-view
 testing) or 10 crops (4 corners + centre, x flip; 250-view testing).
@@ -46,7 +46,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from bat_jax.evaluation import views
+from bat_jax.data import views
 
 __all__ = [
     'VideoDecodeError',
@@ -174,7 +174,7 @@ def _pick_start(spec, max_start: int, random: bool) -> int:
     return min(max(spec, 0), max_start)
   if random:  # u in [0, 1): every start in [0, max_start] equally likely
     return min(int(spec * (max_start + 1)), max_start)
-  if isinstance(spec, fractions.Fraction):  # exact, as bat_jax.evaluation.views.clip_start
+  if isinstance(spec, fractions.Fraction):  # exact, as bat_jax.data.views.clip_start
     return int((spec * max_start + fractions.Fraction(1, 2)).__floor__())
   return int(np.floor(spec * max_start + 0.5))  # round half up: 'center' = ceil(max_start / 2)
 
@@ -424,7 +424,7 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
       ``None`` = uniformly at random from ``rng`` (training); ``'center'`` = the middle;
       a float or ``fractions.Fraction`` in [0, 1] = that fraction of the valid range, rounded
       half up (``floor(f * (n - window) + 0.5)``; multi-view clip ``k`` of ``K`` passes the exact
-      ``Fraction(k, K - 1)``, see :func:`bat_jax.evaluation.views.clip_start`);
+      ``Fraction(k, K - 1)``, see :func:`bat_jax.data.views.clip_start`);
       an int = that frame index (clamped to the valid range).
     rng: numpy Generator for ``start=None`` (a fresh unseeded one if omitted).
     short_side: if given, frames are resized (bilinear, by FFmpeg's swscale while converting
@@ -562,7 +562,7 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int = 3) -> np.ndarray:
-  """Crop ``index`` of ``num_crops`` (:func:`bat_jax.evaluation.views.crop_box`).
+  """Crop ``index`` of ``num_crops`` (:func:`bat_jax.data.views.crop_box`).
 
   ``num_crops == 1`` is the centre crop; 3 crops: left/top, centre, right/bottom along the long
   side; 10 crops: 4 corners + centre, then the same 5 flipped horizontally.
@@ -684,7 +684,7 @@ def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_
                    sampling: str = 'dense') -> np.ndarray:
   """Deterministic view: clip ``clip_index`` of ``num_clips`` (centre when 1) and crop
   ``crop_index`` of ``num_crops`` (centre when 1; 3: along the long side; 10: corners, centre and
-  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.evaluation.views`.
+  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.data.views`.
   ``sampling='segments'``: TSN segment centres (clip ``k`` of ``K``: the fraction ``(k + 1/2) / K``
   of every segment, :func:`segment_indices`) instead of a dense window."""
   if short_side < crop_size:
