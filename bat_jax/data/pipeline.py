@@ -24,7 +24,7 @@ grain workers, threads or processes. Batching happens on the ``MapDataset`` (bef
 ``mp_prefetch``), so worker ``w`` produces whole batches ``w, w + N, ...`` and the batch
 sequence is the same for any ``num_workers`` (0 = in-process).
 
-Broken videos. A :class:`~bat_jax.data.video.VideoDecodeError` (missing, zero-byte, truncated
+Broken videos. A :class:`~bat_jax.data.decode.VideoDecodeError` (missing, zero-byte, truncated
 beyond its index, not a video, no decodable frame) never stops training: the clip is replaced by
 the next record in annotation order (deterministically; up to ``_MAX_SUBSTITUTES`` tries) and
 the failure travels with the batch back to the main process, where :func:`broken_files`
@@ -59,7 +59,7 @@ train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionall
 train_short_side (s, s): :func:`bat_jax.data.video.train_transform`), random_flip (default
 True), train_split ('train'), eval_split ('val'), num_threads (per-worker read threads, default
 2), sampling ('dense', default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN
-segment sampling, :func:`bat_jax.data.video.segment_indices`, as RSA on Something-Something)
+segment sampling, :func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something)
 and no_flip_keywords (default (): training clips whose class name contains one of these words
 are never flipped, :func:`no_flip_classes`).
 
@@ -87,8 +87,9 @@ import grain
 import numpy as np
 
 from bat_jax.data import kinetics, multiview
-from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, VideoDecodeError,
-                                check_train_augment, train_transform)
+from bat_jax.data.decode import VideoDecodeError
+from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, check_train_augment,
+                                train_transform)
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
            'reset_broken_files', 'train_position_order', 'eval_assignment', 'no_flip_classes']

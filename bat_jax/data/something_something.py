@@ -9,7 +9,7 @@ Layout under ``config.data.root`` (as the 20BN download unpacks)::
 
 The CSVs may also sit in ``root/annotations/``; ``config.data.frames_dir`` (optional) overrides
 the frame folder location. Each record is ``(frame folder, label)``; the frame folder is decoded
-by :func:`bat_jax.data.video.decode_clip` / :func:`~bat_jax.data.video.decode_segments` (frame
+by :func:`bat_jax.data.decode.decode_clip` / :func:`~bat_jax.data.decode.decode_segments` (frame
 count = number of images), so sampling (``data.sampling='segments'`` for TSN / RSA),
 augmentation, no-flip keywords, sharding, iterator state and broken-file handling are those of
 :mod:`bat_jax.data.pipeline`. A listed video whose folder is missing or empty stays a record: it
