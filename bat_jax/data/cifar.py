@@ -55,6 +55,7 @@ import ml_collections
 import numpy as np
 
 from bat_jax.data import core
+from bat_jax.data.core import config_get
 
 __all__ = ['get_config', 'make_train_iterator', 'make_eval_iterator', 'augment', 'normalize',
            'CIFAR_MEAN', 'CIFAR_STD', 'NUM_CLASSES']
@@ -86,10 +87,10 @@ def get_config(**overrides: Any) -> ml_collections.ConfigDict:
 
 def _source(data_config: Any, split: str) -> Any:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  name = core.config_get(data_config, 'name')
+  name = config_get(data_config, 'name')
   if name not in NUM_CLASSES:
     raise ValueError(f'config.data.name={name!r}; allowed: {sorted(NUM_CLASSES)}')
-  data_dir = core.config_get(data_config, 'data_dir', '') or None
+  data_dir = config_get(data_config, 'data_dir', '') or None
   return tfds.data_source(name, split=split, data_dir=data_dir)
 
 
@@ -155,11 +156,11 @@ class _EvalLoad:
 
 
 def _opts(data_config: Any) -> dict[str, Any]:
-  return dict(crop_size=int(core.config_get(data_config, 'crop_size', 32)),
-              padding=int(core.config_get(data_config, 'padding', 4)),
-              flip=bool(core.config_get(data_config, 'random_flip', True)),
-              mean=tuple(float(v) for v in core.config_get(data_config, 'mean', CIFAR_MEAN)),
-              std=tuple(float(v) for v in core.config_get(data_config, 'std', CIFAR_STD)))
+  return dict(crop_size=int(config_get(data_config, 'crop_size', 32)),
+              padding=int(config_get(data_config, 'padding', 4)),
+              flip=bool(config_get(data_config, 'random_flip', True)),
+              mean=tuple(float(v) for v in config_get(data_config, 'mean', CIFAR_MEAN)),
+              std=tuple(float(v) for v in config_get(data_config, 'std', CIFAR_STD)))
 
 
 def make_train_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
@@ -170,21 +171,17 @@ def make_train_iterator(data_config: Any, global_batch_size: int, process_index:
 
   ``source`` (a random-access sequence of ``{'image', 'label'}``) replaces the tfds data source.
   """
-  core.ensure_absl_flags_parsed()
-  split = core.config_get(data_config, 'train_split', 'train')
+  split = config_get(data_config, 'train_split', 'train')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = core.process_batch_size(global_batch_size, process_count)
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training examples < global batch {global_batch_size}')
-  index = core.TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
+  index = core.train_source(n, global_batch_size, process_index, process_count, seed, num_epochs)
+  b, steps = index.b, index.steps
   batches = core.train_batches(_TrainLoad(source, int(seed), _opts(data_config)), index)
-  fingerprint = {'kind': 'train', 'name': core.config_get(data_config, 'name'), 'split': split,
+  fingerprint = {'kind': 'train', 'name': config_get(data_config, 'name'), 'split': split,
                  'num_records': n, 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'steps_per_epoch': steps, 'per_process_batch_size': b,
-          'num_classes': NUM_CLASSES.get(core.config_get(data_config, 'name'))}
+          'num_classes': NUM_CLASSES.get(config_get(data_config, 'name'))}
   num_workers, num_threads = core.worker_counts(data_config)
   return core.GrainIterator(batches,
                             num_batches=None if num_epochs is None else num_epochs * steps,
@@ -195,8 +192,7 @@ def make_train_iterator(data_config: Any, global_batch_size: int, process_index:
 def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
                        process_count: int = 1, *, source: Any = None) -> core.GrainIterator:
   """The eval split once, in order, padded to whole global batches (``mask`` False on padding)."""
-  core.ensure_absl_flags_parsed()
-  split = core.config_get(data_config, 'eval_split', 'test')
+  split = config_get(data_config, 'eval_split', 'test')
   source = _source(data_config, split) if source is None else source
   n = len(source)
   b = core.process_batch_size(global_batch_size, process_count)
@@ -205,11 +201,11 @@ def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: 
   rows = rows[:, process_index * b:(process_index + 1) * b].reshape(-1)
   rows = np.where(rows < n, rows, -1)
   batches = core.eval_batches(_EvalLoad(source, _opts(data_config)), rows, b)
-  fingerprint = {'kind': 'eval', 'name': core.config_get(data_config, 'name'), 'split': split,
+  fingerprint = {'kind': 'eval', 'name': config_get(data_config, 'name'), 'split': split,
                  'num_records': n, 'global_batch_size': global_batch_size,
                  'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'per_process_batch_size': b,
-          'num_classes': NUM_CLASSES.get(core.config_get(data_config, 'name'))}
+          'num_classes': NUM_CLASSES.get(config_get(data_config, 'name'))}
   num_workers, num_threads = core.worker_counts(data_config)
   return core.GrainIterator(batches, num_batches=num_batches, num_workers=num_workers,
                             num_threads=num_threads, split=split, fingerprint=fingerprint,

@@ -36,11 +36,11 @@ import numpy as np
 from absl import flags
 from absl import logging
 
-__all__ = ['config_get', 'config_require', 'ensure_absl_flags_parsed', 'worker_counts',
-           'process_batch_size',
+__all__ = ['config_get', 'config_require', 'worker_counts', 'process_batch_size',
            'record_broken', 'record_missing', 'broken_files', 'reset_broken_files',
-           'epoch_permutation', 'TrainSource', 'train_position_order', 'eval_assignment',
-           'collate', 'train_batches', 'eval_batches', 'GrainIterator', 'MAX_SUBSTITUTES']
+           'epoch_permutation', 'TrainSource', 'train_source', 'train_position_order',
+           'eval_assignment', 'first_readable', 'collate', 'train_batches', 'eval_batches',
+           'GrainIterator', 'MAX_SUBSTITUTES']
 
 MAX_SUBSTITUTES = 16  # training: tries of the next records before a broken run is an error
 _STATE_VERSION = 1
@@ -65,7 +65,7 @@ def config_require(cfg: Any, name: str) -> Any:
   return value
 
 
-def ensure_absl_flags_parsed() -> None:
+def _ensure_absl_flags_parsed() -> None:
   """grain reads absl flags; outside ``absl.app.run`` they are unparsed (grain#1355)."""
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
@@ -112,7 +112,8 @@ def record_missing(names_and_labels: Sequence[tuple[str, str]], split: str, wher
   list the split)."""
   with _BROKEN_LOCK:
     for name, label in names_and_labels:
-      _BROKEN.setdefault(name, {'path': name, 'reason': f'annotated but no video file under {where}',
+      _BROKEN.setdefault(name, {'path': name,
+                                'reason': f'annotated but no video file under {where}',
                                 'count': 1, 'split': split, 'label': label})
 
 
@@ -179,6 +180,18 @@ class TrainSource:
     return epoch, pos, int(self._perm(epoch)[pos])
 
 
+def train_source(num_records: int, global_batch_size: int, process_index: int,
+                 process_count: int, seed: int, num_epochs: int | None,
+                 what: str = 'examples') -> TrainSource:
+  """This process's :class:`TrainSource` with ``num_records // global_batch_size`` steps per
+  epoch; a ValueError when the split holds less than one global batch of ``what``."""
+  b = process_batch_size(global_batch_size, process_count)
+  steps = num_records // global_batch_size
+  if steps < 1:
+    raise ValueError(f'{num_records} training {what} < global batch {global_batch_size}')
+  return TrainSource(num_records, steps, b, process_index, process_count, int(seed), num_epochs)
+
+
 def train_position_order(num_records: int, global_batch_size: int, process_index: int,
                          process_count: int, seed: int, num_batches: int) -> np.ndarray:
   """Record indices of this process's first ``num_batches`` batches, (num_batches, B)."""
@@ -209,6 +222,22 @@ def eval_assignment(num_videos: int, views: int, per_process_batch: int, process
 # ----------------------------------------------------------------------------------------
 
 
+def first_readable(read: Callable[[int], Any], record: int, num_records: int,
+                   errors: type[Exception] | tuple[type[Exception], ...],
+                   what: str = 'unreadable records') -> tuple[Any, tuple[tuple[str, str], ...]]:
+  """Training substitution of broken files: ``(read(r), broken)`` for the first of
+  ``r = record, record + 1, ...`` (mod ``num_records``) whose ``read`` raises none of ``errors``
+  (each has ``.path`` and ``.reason``); ``broken`` lists the ``(path, reason)`` skipped. After
+  :data:`MAX_SUBSTITUTES` failures in a row a RuntimeError names them."""
+  broken = []
+  for k in range(MAX_SUBSTITUTES):
+    try:
+      return read((record + k) % num_records), tuple(broken)
+    except errors as e:
+      broken.append((e.path, e.reason))
+  raise RuntimeError(f'{MAX_SUBSTITUTES} consecutive {what} from record {record} on: {broken}')
+
+
 def collate(elements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   """Stacks the elements' arrays; ``'_broken'`` entries are concatenated into one tuple."""
   out = {}
@@ -223,6 +252,7 @@ def collate(elements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def train_batches(load: Callable[[tuple[int, int, int]], dict], source: TrainSource
                   ) -> grain.MapDataset:
   """This process's training batches: ``load((epoch, position, record))`` per row."""
+  _ensure_absl_flags_parsed()
   return (grain.MapDataset.source(source).map(load)
           .batch(source.b, drop_remainder=True, batch_fn=collate))
 
@@ -230,6 +260,7 @@ def train_batches(load: Callable[[tuple[int, int, int]], dict], source: TrainSou
 def eval_batches(load: Callable[[Any], dict], assignment: np.ndarray,
                  per_process_batch: int) -> grain.MapDataset:
   """This process's evaluation batches: ``load(assignment[i])`` per row."""
+  _ensure_absl_flags_parsed()
   return (grain.MapDataset.source(assignment).map(load)
           .batch(per_process_batch, drop_remainder=False, batch_fn=collate))
 

@@ -61,6 +61,7 @@ truncated) is replaced by the next record in training and masked in evaluation, 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -70,7 +71,7 @@ import numpy as np
 from PIL import Image
 
 from bat_jax.data import core
-from bat_jax.data.core import broken_files, reset_broken_files
+from bat_jax.data.core import broken_files, config_get, reset_broken_files
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'random_resized_crop_box',
            'random_resized_crop', 'resize_short_side', 'center_crop', 'eval_image',
@@ -270,16 +271,16 @@ class FolderSource:
 
 
 def _source(data_config: Any, split: str) -> Any:
-  name = core.config_get(data_config, 'name', 'imagenet2012')
+  name = config_get(data_config, 'name', 'imagenet2012')
   if name == 'imagenet_folder':
-    root = core.config_get(data_config, 'root', '')
+    root = config_get(data_config, 'root', '')
     if not root:
       raise ValueError('config.data.root is required for imagenet_folder')
     return FolderSource(root, split)
   if name != 'imagenet2012':
     raise ValueError(f"config.data.name={name!r}; allowed: 'imagenet2012', 'imagenet_folder'")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  data_dir = core.config_get(data_config, 'data_dir', '') or None
+  data_dir = config_get(data_config, 'data_dir', '') or None
   return tfds.data_source('imagenet2012', split=split, data_dir=data_dir)
 
 
@@ -309,18 +310,11 @@ class _TrainLoad:
   def __call__(self, item):
     epoch, pos, rec = item
     rng = np.random.default_rng([self.seed, epoch, pos])
-    n = len(self.source)
-    broken = []
-    for k in range(core.MAX_SUBSTITUTES):
-      try:
-        image, label, _ = _read(self.source, (rec + k) % n)
-      except ImageDecodeError as e:
-        broken.append((e.path, e.reason))
-        continue
-      return {'image': train_image(image, rng, **self.opts), 'label': np.int32(label),
-              '_broken': tuple(broken)}
-    raise RuntimeError(f'{core.MAX_SUBSTITUTES} consecutive unreadable images from record {rec} '
-                       f'on: {broken}')
+    (image, label, _), broken = core.first_readable(functools.partial(_read, self.source), rec,
+                                                    len(self.source), ImageDecodeError,
+                                                    'unreadable images')
+    return {'image': train_image(image, rng, **self.opts), 'label': np.int32(label),
+            '_broken': broken}
 
 
 class _EvalLoad:
@@ -348,8 +342,8 @@ class _EvalLoad:
 
 
 def _norm_opts(data_config: Any) -> dict[str, Any]:
-  return dict(mean=tuple(float(x) for x in core.config_get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in core.config_get(data_config, 'std', IMAGENET_STD)))
+  return dict(mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
+              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
 
 
 def _num_classes(source: Any) -> int:
@@ -365,24 +359,21 @@ def make_train_iterator(data_config: Any, global_batch_size: int, process_index:
 
   ``source`` (random access ``{'image', 'label'}``) replaces the one ``config.data`` names.
   """
-  core.ensure_absl_flags_parsed()
-  split = core.config_get(data_config, 'train_split', 'train')
+  split = config_get(data_config, 'train_split', 'train')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = core.process_batch_size(global_batch_size, process_count)
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training images < global batch {global_batch_size}')
-  opts = dict(size=int(core.config_get(data_config, 'image_size', 224)),
-              scale=tuple(float(x) for x in core.config_get(data_config, 'random_resized_crop_scale',
-                                                 (0.08, 1.0))),
-              ratio=tuple(float(x) for x in core.config_get(data_config, 'random_resized_crop_ratio',
-                                                 (3 / 4, 4 / 3))),
-              flip=bool(core.config_get(data_config, 'random_flip', True)), **_norm_opts(data_config))
-  index = core.TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
+  index = core.train_source(n, global_batch_size, process_index, process_count, seed, num_epochs,
+                            'images')
+  b, steps = index.b, index.steps
+  opts = dict(size=int(config_get(data_config, 'image_size', 224)),
+              scale=tuple(float(x) for x in config_get(data_config, 'random_resized_crop_scale',
+                                                       (0.08, 1.0))),
+              ratio=tuple(float(x) for x in config_get(data_config, 'random_resized_crop_ratio',
+                                                       (3 / 4, 4 / 3))),
+              flip=bool(config_get(data_config, 'random_flip', True)), **_norm_opts(data_config))
   ds = core.train_batches(_TrainLoad(source, int(seed), opts), index)
   num_workers, num_threads = core.worker_counts(data_config)
-  fingerprint = {'kind': 'train', 'name': core.config_get(data_config, 'name', 'imagenet2012'),
+  fingerprint = {'kind': 'train', 'name': config_get(data_config, 'name', 'imagenet2012'),
                  'split': split, 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'num_records': n, 'process_index': process_index,
                  'process_count': process_count}
@@ -399,19 +390,18 @@ def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: 
   """The eval split once (resize + centre crop), padded with ``mask = False`` rows; process
   ``p`` of ``P`` evaluates examples ``p::P`` and every process yields ``len(iterator)``
   batches."""
-  core.ensure_absl_flags_parsed()
-  split = core.config_get(data_config, 'eval_split', 'validation')
+  split = config_get(data_config, 'eval_split', 'validation')
   source = _source(data_config, split) if source is None else source
   n = len(source)
   b = core.process_batch_size(global_batch_size, process_count)
-  opts = dict(size=int(core.config_get(data_config, 'image_size', 224)),
-              resize=int(core.config_get(data_config, 'eval_resize', 256)), **_norm_opts(data_config))
+  opts = dict(size=int(config_get(data_config, 'image_size', 224)),
+              resize=int(config_get(data_config, 'eval_resize', 256)), **_norm_opts(data_config))
   if opts['resize'] < opts['size']:
     raise ValueError(f"config.data.eval_resize={opts['resize']} < image_size={opts['size']}")
   assignment, num_batches = core.eval_assignment(n, 1, b, process_index, process_count)
   ds = core.eval_batches(_EvalLoad(source, opts), assignment, b)
   num_workers, num_threads = core.worker_counts(data_config)
-  fingerprint = {'kind': 'eval', 'name': core.config_get(data_config, 'name', 'imagenet2012'),
+  fingerprint = {'kind': 'eval', 'name': config_get(data_config, 'name', 'imagenet2012'),
                  'split': split, 'global_batch_size': global_batch_size, 'num_records': n,
                  'views': 1, 'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'num_classes': _num_classes(source),

@@ -100,8 +100,7 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
     checked = False
     seek_again = False
     matched_before = i  # no new seek before this run matched a frame: always progresses
-    for frame in D.decoded_frames(container, stream, [],
-                           skip if skip_nonref else None):
+    for frame in D.decoded_frames(container, stream, [], skip if skip_nonref else None):
       if frame.pts is None:
         return None
       idx = _frame_index(frame, start_time, tb, fps)

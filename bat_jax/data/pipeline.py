@@ -77,8 +77,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from bat_jax.data import core, kinetics, multiview
-from bat_jax.data.core import (GrainIterator, broken_files, eval_assignment, reset_broken_files,
-                               train_position_order)
+from bat_jax.data.core import (GrainIterator, broken_files, config_get, config_require,
+                               eval_assignment, reset_broken_files, train_position_order)
 from bat_jax.data.decode import VideoDecodeError
 from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, check_train_augment,
                                 train_transform)
@@ -92,7 +92,7 @@ __all__ = ['make_train_iterator', 'make_eval_iterator', 'broken_files', 'reset_b
 
 
 def _decode_timeout(data_config) -> float:
-  value = core.config_get(data_config, 'decode_timeout_s', 0.0)
+  value = config_get(data_config, 'decode_timeout_s', 0.0)
   if not isinstance(value, (int, float)) or value < 0:
     raise ValueError(f'config.data.decode_timeout_s={value!r}; allowed: seconds >= 0 '
                      '(0: no limit)')
@@ -145,25 +145,20 @@ class _TrainLoad:
     self.no_flip_labels = frozenset(int(l) for l in no_flip_labels)
     self.decode_timeout_s = decode_timeout_s
 
+  def _clip(self, r: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    opts = self.opts
+    if int(self.labels[r]) in self.no_flip_labels:
+      opts = dict(opts, flip=False)
+    return r, decode_within(self.decode_timeout_s, self.paths[r],
+                            functools.partial(train_transform, self.paths[r], rng, **opts))
+
   def __call__(self, item):
     epoch, pos, rec = item
     rng = np.random.default_rng([self.seed, epoch, pos])
-    n = len(self.paths)
-    broken = []
-    for k in range(core.MAX_SUBSTITUTES):
-      r = (rec + k) % n
-      try:
-        opts = self.opts
-        if int(self.labels[r]) in self.no_flip_labels:
-          opts = dict(opts, flip=False)
-        video = decode_within(self.decode_timeout_s, self.paths[r],
-                              functools.partial(train_transform, self.paths[r], rng, **opts))
-      except VideoDecodeError as e:
-        broken.append((e.path, e.reason))
-        continue
-      return {'video': video, 'label': np.int32(self.labels[r]), '_broken': tuple(broken)}
-    raise RuntimeError(f'{core.MAX_SUBSTITUTES} consecutive undecodable videos from record {rec} '
-                       f'on: {broken}')
+    (r, video), broken = core.first_readable(functools.partial(self._clip, rng=rng), rec,
+                                             len(self.paths), VideoDecodeError,
+                                             'undecodable videos')
+    return {'video': video, 'label': np.int32(self.labels[r]), '_broken': broken}
 
 
 class _EvalLoad:
@@ -237,7 +232,7 @@ class _EvalLoad:
 
 
 def _load_records(data_config, split: str) -> kinetics.Split:
-  root = core.config_require(data_config, 'root')
+  root = config_require(data_config, 'root')
   sp = kinetics.load_split(root, split)
   if not sp.records:
     raise ValueError(f'no videos found for split {split!r} under {root!r}')
@@ -247,20 +242,29 @@ def _load_records(data_config, split: str) -> kinetics.Split:
   return sp
 
 
+def _records(data_config, split: str, records, class_names):
+  """(records, class names, missing videos) of ``split`` under ``data_config.root``, or the
+  given ``records`` (with ``class_names``, possibly None, and nothing missing)."""
+  if records is None:
+    sp = _load_records(data_config, split)
+    return sp.records, sp.class_names, sp.missing
+  return records, None if class_names is None else list(class_names), []
+
+
 def _sampling(data_config) -> str:
-  sampling = str(core.config_get(data_config, 'sampling', 'dense') or 'dense')
+  sampling = str(config_get(data_config, 'sampling', 'dense') or 'dense')
   if sampling not in SAMPLINGS:
     raise ValueError(f'config.data.sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
   return sampling
 
 
 def _common(data_config):
-  return dict(num_frames=int(core.config_require(data_config, 'num_frames')),
+  return dict(num_frames=int(config_require(data_config, 'num_frames')),
               sampling=_sampling(data_config),
-              stride=int(core.config_require(data_config, 'frame_stride')),
-              crop_size=int(core.config_require(data_config, 'crop_size')),
-              mean=tuple(float(x) for x in core.config_get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in core.config_get(data_config, 'std', IMAGENET_STD)))
+              stride=int(config_require(data_config, 'frame_stride')),
+              crop_size=int(config_require(data_config, 'crop_size')),
+              mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
+              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
 
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
@@ -276,36 +280,28 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   ``records`` (list of (path, label)) overrides the records from ``data_config.root``;
   ``class_names`` then names their labels (needed for ``data_config.no_flip_keywords``).
   """
-  core.ensure_absl_flags_parsed()
-  split_name = core.config_get(data_config, 'train_split', 'train')
-  if records is None:
-    sp = _load_records(data_config, split_name)
-    records, class_names, missing = sp.records, sp.class_names, sp.missing
-  else:
-    class_names = None if class_names is None else list(class_names)
-    missing = []
-  no_flip_keywords = tuple(core.config_get(data_config, 'no_flip_keywords', ()) or ())
+  split_name = config_get(data_config, 'train_split', 'train')
+  records, class_names, missing = _records(data_config, split_name, records, class_names)
+  no_flip_keywords = tuple(config_get(data_config, 'no_flip_keywords', ()) or ())
   if no_flip_keywords and class_names is None:
     raise ValueError('config.data.no_flip_keywords needs class names (pass class_names= with '
                      'records=)')
   no_flip = no_flip_classes(class_names, no_flip_keywords) if no_flip_keywords else frozenset()
   n = len(records)
-  b = core.process_batch_size(global_batch_size, process_count)
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training videos < global batch {global_batch_size}')
+  source = core.train_source(n, global_batch_size, process_index, process_count, seed,
+                             num_epochs, 'videos')
+  b, steps = source.b, source.steps
   opts = _common(data_config)
-  lo, hi = (int(x) for x in core.config_require(data_config, 'train_short_side'))
+  lo, hi = (int(x) for x in config_require(data_config, 'train_short_side'))
   if not opts['crop_size'] <= lo <= hi:
     raise ValueError(f'need crop_size <= train_short_side[0] <= train_short_side[1], got '
                      f'{opts["crop_size"]}, ({lo}, {hi})')
-  augment = str(core.config_get(data_config, 'train_augment', 'scale_jitter'))
+  augment = str(config_get(data_config, 'train_augment', 'scale_jitter'))
   check_train_augment(augment, (lo, hi))
-  opts.update(short_side_range=(lo, hi), flip=bool(core.config_get(data_config, 'random_flip', True)),
+  opts.update(short_side_range=(lo, hi), flip=bool(config_get(data_config, 'random_flip', True)),
               augment=augment)
   paths = [p for p, _ in records]
   labels = np.asarray([l for _, l in records], np.int32)
-  source = core.TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
   ds = core.train_batches(
       _TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config)), source)
   num_workers, num_threads = core.worker_counts(data_config)
@@ -333,20 +329,15 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
   Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
   ``num_classes``, ``per_process_batch_size``, ``missing``.
   """
-  core.ensure_absl_flags_parsed()
-  split_name = core.config_get(data_config, 'eval_split', 'val')
-  if records is None:
-    sp = _load_records(data_config, split_name)
-    records, class_names, missing = sp.records, sp.class_names, sp.missing
-  else:
-    class_names, missing = None, []
+  split_name = config_get(data_config, 'eval_split', 'val')
+  records, class_names, missing = _records(data_config, split_name, records, None)
   n = len(records)
   b = core.process_batch_size(global_batch_size, process_count)
   views = int(num_clips) * int(num_crops)
   opts = _common(data_config)
   if crop_size is not None:
     opts['crop_size'] = int(crop_size)
-  opts['short_side'] = int(core.config_require(data_config, 'eval_short_side'))
+  opts['short_side'] = int(config_require(data_config, 'eval_short_side'))
   if opts['short_side'] < opts['crop_size']:
     raise ValueError(f'eval_short_side {opts["short_side"]} < crop {opts["crop_size"]}')
   assignment, num_batches = eval_assignment(n, views, b, process_index, process_count)

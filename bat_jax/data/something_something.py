@@ -25,6 +25,7 @@ import os
 from typing import Sequence
 
 from bat_jax.data import core, pipeline
+from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
 
 __all__ = ['FRAMES_DIR', 'Split', 'read_class_names', 'read_split_csv', 'find_csv', 'load_split',
@@ -107,15 +108,15 @@ def load_split(root: str, split: str, *, frames_dir: str | None = None) -> Split
 
 
 def _load(data_config, split: str) -> Split:
-  root = core.config_require(data_config, 'root')
-  return load_split(root, split, frames_dir=core.config_get(data_config, 'frames_dir', None))
+  root = config_require(data_config, 'root')
+  return load_split(root, split, frames_dir=config_get(data_config, 'frames_dir', None))
 
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
                         num_epochs: int | None = None) -> core.GrainIterator:
   """:func:`bat_jax.data.pipeline.make_train_iterator` on the Something-Something V1 records."""
-  sp = _load(data_config, core.config_get(data_config, 'train_split', 'train'))
+  sp = _load(data_config, config_get(data_config, 'train_split', 'train'))
   return pipeline.make_train_iterator(data_config, global_batch_size, process_index,
                                       process_count, seed, num_epochs=num_epochs,
                                       records=sp.records, class_names=sp.class_names)
@@ -125,7 +126,7 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
                        process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
                        crop_size: int | None = None) -> core.GrainIterator:
   """:func:`bat_jax.data.pipeline.make_eval_iterator` on the Something-Something V1 records."""
-  sp = _load(data_config, core.config_get(data_config, 'eval_split', 'val'))
+  sp = _load(data_config, config_get(data_config, 'eval_split', 'val'))
   it = pipeline.make_eval_iterator(data_config, global_batch_size, process_index, process_count,
                                    num_clips=num_clips, num_crops=num_crops,
                                    crop_size=crop_size, records=sp.records)
