@@ -6,7 +6,7 @@ this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stder
 ``DIR/eval_<protocol>.json``. Inputs that cannot be read are left out and listed in
 ``DIR/broken_files_process<i>.json``.
 
-Protocols (``bat_jax.training.loop.PROTOCOLS``, views in ``bat_jax/evaluation/views.py``):
+Protocols (``bat_jax.training.loop.PROTOCOLS``, views in ``bat_jax/data/views.py``):
 
 * ``clip``: one centre clip, centre crop (``data.crop_size``) per video -- the papers' "clip
   top-1" (for image data sets: one centre crop per image);

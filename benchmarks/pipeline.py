@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bat_jax.data import multiview  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import pipeline  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import prepare_videos  # noqa: E402  pylint: disable=g-import-not-at-top
+from bat_jax.data import decode as D  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import video as V  # noqa: E402  pylint: disable=g-import-not-at-top
 from benchmarks import peer_pyslowfast  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -94,7 +95,7 @@ def make_video(path: str, height: int, width: int, fps: int, seconds: float, gop
     f += rng.normal(0, 10, f.shape).astype(np.float32)  # sensor-like noise: real bitrate
     frames[t] = np.clip(f, 0, 255).astype(np.uint8)
   t0 = time.perf_counter()
-  V.write_video(path, frames, fps=fps, gop_size=gop, crf=23, preset='veryfast')
+  D.write_video(path, frames, fps=fps, gop_size=gop, crf=23, preset='veryfast')
   return {'path': path, 'height': height, 'width': width, 'fps': fps, 'frames': n,
           'seconds': n / fps, 'codec': 'h264 (libx264, crf 23, yuv420p)', 'gop': gop,
           'bytes': os.path.getsize(path), 'encode_seconds': round(time.perf_counter() - t0, 2)}
@@ -133,7 +134,7 @@ TRAIN = dict(num_frames=8, stride=8, crop_size=224, short_side_range=(256, 320))
 def decode_only_fps(path: str) -> float:
   """Sequential decode of every frame, no conversion: frames per second (one thread)."""
   t0 = time.perf_counter()
-  container = V._open(path)  # pylint: disable=protected-access
+  container = D.open_video(path)
   n = sum(1 for _ in container.decode(video=0))
   container.close()
   return n / (time.perf_counter() - t0)
@@ -144,17 +145,17 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   t = {}
   t0 = time.perf_counter()
   short = int(rng.integers(256, 321))
-  container = V._open(path)  # pylint: disable=protected-access
+  container = D.open_video(path)
   stream = container.streams.video[0]
-  fps, n = V._stream_info(container, stream)  # pylint: disable=protected-access
-  out_hw = V.short_side_shape(stream.codec_context.height, stream.codec_context.width, short)
+  fps, n = D.stream_info(container, stream)
+  out_hw = D.short_side_shape(stream.codec_context.height, stream.codec_context.width, short)
   t1 = time.perf_counter()
   t['open'] = t1 - t0
   window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
   start = int(rng.integers(0, n - window + 1))
-  wanted = V.clip_indices(n, TRAIN['num_frames'], TRAIN['stride'], start)
+  wanted = D.clip_indices(n, TRAIN['num_frames'], TRAIN['stride'], start)
   seek_decode_timed = {'before': 0.0, 'window': 0.0, 'frames_before': 0, 'frames_window': 0}
-  frames = V._frames  # pylint: disable=protected-access
+  frames = D.decoded_frames
 
   def timed(container, stream, errors, skip=None):
     tick = time.perf_counter()
@@ -167,17 +168,17 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
       yield f
       tick = time.perf_counter()
 
-  V._frames = timed  # pylint: disable=protected-access
+  D.decoded_frames = timed
   try:
     ts = time.perf_counter()
-    picked = V._seek_decode(container, stream, wanted, fps)  # pylint: disable=protected-access
+    picked = D.seek_decode(container, stream, wanted, fps)
     t2 = time.perf_counter()
   finally:
-    V._frames = frames  # pylint: disable=protected-access
+    D.decoded_frames = frames
   t['seek'] = (t2 - ts) - seek_decode_timed['before'] - seek_decode_timed['window']
   t['decode_before_window'] = seek_decode_timed['before']
   t['decode_window'] = seek_decode_timed['window']
-  arrays = np.stack([V._to_rgb(f, out_hw) for f in picked])  # pylint: disable=protected-access
+  arrays = np.stack([D.to_rgb(f, out_hw) for f in picked])
   container.close()
   t3 = time.perf_counter()
   t['rgb_resize'] = t3 - t2
@@ -193,18 +194,18 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
 
 def _count_decoded(fn) -> int:
   """Frames the decoder returned while ``fn()`` ran."""
-  frames, count = V._frames, [0]  # pylint: disable=protected-access
+  frames, count = D.decoded_frames, [0]
 
   def counting(container, stream, errors, skip=None):
     for f in frames(container, stream, errors, skip):
       count[0] += 1
       yield f
 
-  V._frames = counting  # pylint: disable=protected-access
+  D.decoded_frames = counting
   try:
     fn()
   finally:
-    V._frames = frames  # pylint: disable=protected-access
+    D.decoded_frames = frames
   return count[0]
 
 
@@ -224,12 +225,12 @@ def _views_one_decode(path, clips=10, crops=3, short=256):
 
 def _train_without_skipping(path: str, rng: np.random.Generator) -> np.ndarray:
   """``train_transform`` decoding every frame (no ``skip_frame``): the reader before that cut."""
-  seek_decode = V._seek_decode  # pylint: disable=protected-access
-  V._seek_decode = lambda c, s, w, f, skip_nonref=True: seek_decode(c, s, w, f, False)
+  seek_decode = D.seek_decode
+  D.seek_decode = lambda c, s, w, f, skip_nonref=True: seek_decode(c, s, w, f, False)
   try:
     return V.train_transform(path, rng, **TRAIN)
   finally:
-    V._seek_decode = seek_decode  # pylint: disable=protected-access
+    D.seek_decode = seek_decode
 
 
 def compare(tmp: str, rounds: int, clips: int) -> dict:

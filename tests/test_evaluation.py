@@ -1,4 +1,4 @@
-"""Multi-view evaluation (bat_jax/evaluation/views.py, loop.evaluate_views): the 30-view and
+"""Multi-view evaluation (bat_jax/data/views.py, loop.evaluate_views): the 30-view and
 250-view samplers cover the video evenly, the pipeline produces exactly those views from real
 encoded files, and the view-averaged prediction equals a hand computation on a tiny model."""
 
@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from bat_jax import build_model
 from bat_jax.data import pipeline
+from bat_jax.data import decode as D
 from bat_jax.data import video as V
-from bat_jax.evaluation import views
+from bat_jax.data import views
 from bat_jax.training import loop
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
@@ -125,7 +126,7 @@ def _coded_video(path, t, h, w):
   f[..., 0] = (20 + 5 * np.arange(h))[None, :, None]
   f[..., 1] = (40 + 4 * np.arange(w))[None, None, :]
   f[..., 2] = (20 + 6 * np.arange(t))[:, None, None]
-  V.write_video(path, f, fps=10, gop_size=6)
+  D.write_video(path, f, fps=10, gop_size=6)
 
 
 def _write_set(root, specs):
@@ -247,7 +248,7 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
     for k in range(spec.num_clips):
       # Clip k of K starts at round_half_up(k (n - window) / (K - 1)); window (4 - 1) 3 + 1 = 10.
       start = int(np.floor(k * max(n - 10, 0) / (spec.num_clips - 1) + 0.5))
-      frames = V.decode_clip(path, 4, 3, start, short_side=short)
+      frames = D.decode_clip(path, 4, 3, start, short_side=short)
       hh, ww = frames.shape[1:3]
       cy, cx = (hh - crop) // 2, (ww - crop) // 2
       if spec.num_crops == 3:

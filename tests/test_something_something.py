@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bat_jax.data import pipeline, something_something as ss, video
+from bat_jax.data import decode, pipeline, something_something as ss
 
 CLASSES = ['Pushing something from right to left', 'Holding something',
            'Pushing something from left to right']  # labels CSV order (not sorted)
@@ -74,21 +74,21 @@ def test_load_split_labels_from_csv_order(root):
 
 def test_frame_folder_segment_and_dense_indices(root):
   folder = os.path.join(root, ss.FRAMES_DIR, '100')
-  clip = video.decode_segments(folder, 4, train=False)
+  clip = decode.decode_segments(folder, 4, train=False)
   assert clip.shape == (4, H, W, 3)
   assert _frame_index(clip / 255.).tolist() == [1, 4, 7, 10]  # segment centres of 12 frames
-  expected = video.segment_indices(T, 4, video.segment_offsets(4, np.random.default_rng(3)))
-  clip = video.decode_segments(folder, 4, np.random.default_rng(3), train=True, short_side=24)
+  expected = decode.segment_indices(T, 4, decode.segment_offsets(4, np.random.default_rng(3)))
+  clip = decode.decode_segments(folder, 4, np.random.default_rng(3), train=True, short_side=24)
   assert clip.shape == (4, 24, 32, 3)
   assert _frame_index(clip / 255.).tolist() == expected.tolist()
-  clip = video.decode_clip(folder, 4, 2, 'center')
+  clip = decode.decode_clip(folder, 4, 2, 'center')
   assert _frame_index(clip / 255.).tolist() == [3, 5, 7, 9]  # window 7, start ceil(5 / 2)
   for bad in (os.path.join(root, 'nope'), os.path.join(root, 'empty')):
     os.makedirs(os.path.join(root, 'empty'), exist_ok=True)
-    with pytest.raises(video.VideoDecodeError):
-      video.decode_segments(bad, 4, train=False)
-    with pytest.raises(video.VideoDecodeError):
-      video.decode_clip(bad, 4, 1)
+    with pytest.raises(decode.VideoDecodeError):
+      decode.decode_segments(bad, 4, train=False)
+    with pytest.raises(decode.VideoDecodeError):
+      decode.decode_clip(bad, 4, 1)
 
 
 def test_train_iterator_no_flip_and_missing_folder(root):

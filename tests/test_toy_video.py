@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bat_jax.data import kinetics, toy_video
-from bat_jax.data.video import decode_clip
+from bat_jax.data.decode import decode_clip
 
 FRAMES, FPS, SIZE = 24, 8, 64
 

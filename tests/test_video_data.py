@@ -12,6 +12,7 @@ from absl import flags
 from PIL import Image
 
 from bat_jax.data import kinetics, pipeline
+from bat_jax.data import decode as D
 from bat_jax.data import video as V
 
 flags.FLAGS.mark_as_parsed()  # grain multiprocessing outside absl.app.run (grain#1355)
@@ -27,7 +28,7 @@ MEAN, STD = np.asarray(V.IMAGENET_MEAN), np.asarray(V.IMAGENET_STD)
 def _index_video(path, n, h=32, w=48, gop=5):
   """Frame i is flat grey 16 + 6 i."""
   frames = np.stack([np.full((h, w, 3), 16 + 6 * i, np.uint8) for i in range(n)])
-  V.write_video(path, frames, fps=8, gop_size=gop)
+  D.write_video(path, frames, fps=8, gop_size=gop)
   return path
 
 
@@ -82,7 +83,7 @@ def _write_coded_set(root):
       yid = f'{split[:2]}{i:03d}x'
       folder = os.path.join(root, split, label) if split == 'train' else os.path.join(root, split)
       os.makedirs(folder, exist_ok=True)
-      V.write_video(os.path.join(folder, f'{yid}_000000_000001.mp4'), _coded_frames(k), fps=8,
+      D.write_video(os.path.join(folder, f'{yid}_000000_000001.mp4'), _coded_frames(k), fps=8,
                     gop_size=4)
       rows.append((label, yid, 0, 1, split, 0))
     with open(os.path.join(root, f'{split}.csv'), 'w', newline='') as f:
@@ -132,7 +133,7 @@ def vid40(tmp_path_factory):
     (8, 3, 0), (8, 3, 'center'), (8, 3, 1.0), (8, 3, 17), (8, 3, 100), (4, 5, 0.5),
     (4, 5, 0.3), (1, 1, 'center'), (5, 1, 35), (10, 4, 'center')])
 def test_decode_clip_takes_strided_frames_from_start(vid40, num_frames, stride, start):
-  clip = V.decode_clip(vid40, num_frames, stride, start)
+  clip = D.decode_clip(vid40, num_frames, stride, start)
   assert clip.shape == (num_frames, 32, 48, 3) and clip.dtype == np.uint8
   s = _expected_start(40, num_frames, stride, start)
   np.testing.assert_array_equal(_ids(clip), s + stride * np.arange(num_frames))
@@ -142,20 +143,20 @@ def test_decode_clip_random_start_is_uniform_over_valid_starts(vid40):
   rng = np.random.default_rng(0)
   starts = []
   for _ in range(150):
-    ids = _ids(V.decode_clip(vid40, 4, 4, None, rng))
+    ids = _ids(D.decode_clip(vid40, 4, 4, None, rng))
     np.testing.assert_array_equal(np.diff(ids), 4)
     starts.append(ids[0])
   assert set(starts) == set(range(40 - 13 + 1))  # window 13 -> starts 0..27
-  again = [_ids(V.decode_clip(vid40, 4, 4, None, np.random.default_rng(0)))[0]]
+  again = [_ids(D.decode_clip(vid40, 4, 4, None, np.random.default_rng(0)))[0]]
   assert again[0] == starts[0]  # seeded -> reproducible
 
 
 def test_short_video_loops_its_frames(tmp_path):
   p = _index_video(str(tmp_path / 'v3.mp4'), 3)
-  np.testing.assert_array_equal(_ids(V.decode_clip(p, 8, 1, None, np.random.default_rng(1))),
+  np.testing.assert_array_equal(_ids(D.decode_clip(p, 8, 1, None, np.random.default_rng(1))),
                                 [0, 1, 2, 0, 1, 2, 0, 1])
-  np.testing.assert_array_equal(_ids(V.decode_clip(p, 5, 2, 'center')), [0, 2, 1, 0, 2])
-  np.testing.assert_array_equal(_ids(V.decode_clip(p, 3, 1, 0.9)), [0, 1, 2])  # exactly fits
+  np.testing.assert_array_equal(_ids(D.decode_clip(p, 5, 2, 'center')), [0, 2, 1, 0, 2])
+  np.testing.assert_array_equal(_ids(D.decode_clip(p, 3, 1, 0.9)), [0, 1, 2])  # exactly fits
 
 
 def test_seeking_decode_equals_sequential_decode(tmp_path):
@@ -163,12 +164,12 @@ def test_seeking_decode_equals_sequential_decode(tmp_path):
   frames = rng.integers(0, 256, (30, 32, 32, 3), np.uint8)
   frames = np.cumsum(frames // 64, axis=0, dtype=np.uint8) * 8  # some temporal structure
   path = str(tmp_path / 'tex.mp4')
-  V.write_video(path, frames, fps=10, gop_size=4)
+  D.write_video(path, frames, fps=10, gop_size=4)
   with av.open(path) as c:
     all_frames = np.stack([f.to_ndarray(format='rgb24') for f in c.decode(video=0)])
   assert len(all_frames) == 30
   for start, stride in ((0, 1), (5, 2), (9, 3), (13, 2), (21, 1)):
-    clip = V.decode_clip(path, 4, stride, start)
+    clip = D.decode_clip(path, 4, stride, start)
     np.testing.assert_array_equal(clip, all_frames[start + stride * np.arange(4)])
 
 
@@ -178,10 +179,10 @@ def test_decode_short_side_resizes_like_numpy_path(vid40, tmp_path):
   frames = np.stack([np.asarray(Image.fromarray(f).resize((60, 40), Image.BILINEAR))
                      for f in np.repeat(frames[:, ::4, ::4], 4, 1).repeat(4, 2)[:, :40, :60]])
   path = str(tmp_path / 'r.mp4')
-  V.write_video(path, frames, fps=8)
-  small = V.decode_clip(path, 3, 2, 0, short_side=20)
+  D.write_video(path, frames, fps=8)
+  small = D.decode_clip(path, 3, 2, 0, short_side=20)
   assert small.shape == (3, 20, 30, 3)
-  ref = V.resize_short_side(V.decode_clip(path, 3, 2, 0), 20)
+  ref = V.resize_short_side(D.decode_clip(path, 3, 2, 0), 20)
   assert np.abs(small.astype(float) - ref).mean() < 6.0
 
 
@@ -190,7 +191,7 @@ def test_damaged_tail_uses_the_frames_that_decode(tmp_path):
   noise = np.random.default_rng(0).integers(-8, 9, (40, 32, 48, 3))  # every packet has data
   frames = (np.arange(40)[:, None, None, None] * 6 + 16 + noise).astype(np.uint8)
   full = str(tmp_path / 'fs.mp4')
-  V.write_video(full, frames, fps=8, gop_size=5, faststart=True)
+  D.write_video(full, frames, fps=8, gop_size=5, faststart=True)
   data = open(full, 'rb').read()
   cut = str(tmp_path / 'cut.mp4')
   open(cut, 'wb').write(data[:int(len(data) * 0.5)])
@@ -206,13 +207,13 @@ def test_damaged_tail_uses_the_frames_that_decode(tmp_path):
     n_ok += len(stream.codec_context.decode(None))
   assert 5 < n_ok < 40
   for start in (1.0, 'center', 0):
-    ids = _ids(V.decode_clip(cut, 4, 2, start))
+    ids = _ids(D.decode_clip(cut, 4, 2, start))
     s = _expected_start(n_ok, 4, 2, start)
     np.testing.assert_array_equal(ids, s + 2 * np.arange(4))
   header_only = str(tmp_path / 'header.mp4')
   open(header_only, 'wb').write(data[:data.index(b'mdat') + 4])
-  with pytest.raises(V.VideoDecodeError):
-    V.decode_clip(header_only, 4, 2, 'center')
+  with pytest.raises(D.VideoDecodeError):
+    D.decode_clip(header_only, 4, 2, 'center')
 
 
 def _aac_only(path):
@@ -241,8 +242,8 @@ def test_broken_files_raise_video_decode_error(vid40, tmp_path, kind):
     os.mkdir(path)
   elif kind == 'audio_only':
     _aac_only(path)
-  with pytest.raises(V.VideoDecodeError) as e:
-    V.decode_clip(path, 4, 2, 'center')
+  with pytest.raises(D.VideoDecodeError) as e:
+    D.decode_clip(path, 4, 2, 'center')
   assert e.value.path == path and e.value.reason and path in str(e.value)
 
 

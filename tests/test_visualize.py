@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from bat_jax import build_model
-from bat_jax.data.video import write_video
+from bat_jax.data.decode import write_video
 from bat_jax.tools import visualize
 from bat_jax.training.checkpoint import write_variables_checkpoint
 from tests import helpers_train as h

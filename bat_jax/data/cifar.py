@@ -37,9 +37,9 @@ workers, threads or processes. Evaluation: global batch ``b`` is test examples `
 (in order), rows past the end are zeros with ``mask = False``; every process yields the same
 number of batches.
 
-State. ``get_state()`` is ``{'next_batch', 'fingerprint'}``; ``set_state`` checks the
-fingerprint (same data set, split size, seed and global batch; the process layout may change)
-and restarts the grain pipeline at that batch.
+Order, sharding and the checkpointable iterator are :mod:`bat_jax.data.core`'s. State:
+:meth:`bat_jax.data.core.GrainIterator.get_state`; ``set_state`` checks the fingerprint (same
+data set, split size, seed and global batch; the process layout may change).
 
 ``config.data`` fields: ``name`` (``'cifar10'`` | ``'cifar100'``), ``data_dir`` (tfds data dir),
 optional ``crop_size`` (32), ``padding`` (4), ``random_flip`` (True), ``mean``, ``std`` (0-1 RGB),
@@ -49,11 +49,13 @@ optional ``crop_size`` (32), ``padding`` (4), ``random_flip`` (True), ``mean``, 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-import grain
 import ml_collections
 import numpy as np
+
+from bat_jax.data import core
+from bat_jax.data.core import config_get
 
 __all__ = ['get_config', 'make_train_iterator', 'make_eval_iterator', 'augment', 'normalize',
            'CIFAR_MEAN', 'CIFAR_STD', 'NUM_CLASSES']
@@ -62,7 +64,6 @@ __all__ = ['get_config', 'make_train_iterator', 'make_eval_iterator', 'augment',
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100}
-_STATE_VERSION = 1
 
 
 def get_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -84,27 +85,12 @@ def get_config(**overrides: Any) -> ml_collections.ConfigDict:
   return cfg
 
 
-def _get(cfg: Any, name: str, default: Any = None) -> Any:
-  value = cfg.get(name, default) if hasattr(cfg, 'get') else getattr(cfg, name, default)
-  return default if value is None else value
-
-
-def _ensure_absl_flags_parsed() -> None:
-  """grain reads absl flags; outside ``absl.app.run`` they are unparsed (as in data/pipeline.py)."""
-  try:
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
-  except ImportError:
-    pass
-
-
 def _source(data_config: Any, split: str) -> Any:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  name = _get(data_config, 'name')
+  name = config_get(data_config, 'name')
   if name not in NUM_CLASSES:
     raise ValueError(f'config.data.name={name!r}; allowed: {sorted(NUM_CLASSES)}')
-  data_dir = _get(data_config, 'data_dir', '') or None
+  data_dir = config_get(data_config, 'data_dir', '') or None
   return tfds.data_source(name, split=split, data_dir=data_dir)
 
 
@@ -132,31 +118,6 @@ def augment(image: np.ndarray, rng: np.random.Generator, crop_size: int = 32, pa
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
   return np.ascontiguousarray(out)
-
-
-class _TrainIndex:
-  """Element ``i`` of process ``p``'s stream -> ``(epoch, position, record)``."""
-
-  def __init__(self, num_records: int, steps_per_epoch: int, batch: int, process_index: int,
-               global_batch: int, seed: int, num_epochs: int | None):
-    self.n, self.steps, self.b = num_records, steps_per_epoch, batch
-    self.p, self.g, self.seed = process_index, global_batch, seed
-    self._len = (2**62 if num_epochs is None else num_epochs * steps_per_epoch * batch)
-    self._perm_epoch, self._perm = -1, np.zeros(0, np.int64)
-
-  def __len__(self) -> int:
-    return self._len
-
-  def __getitem__(self, i: int) -> tuple[int, int, int]:
-    if not 0 <= i < self._len:
-      raise IndexError(i)
-    step, row = divmod(int(i), self.b)
-    epoch, step_in_epoch = divmod(step, self.steps)
-    if epoch != self._perm_epoch:
-      self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-      self._perm_epoch = epoch
-    pos = step_in_epoch * self.g + self.p * self.b + row
-    return epoch, pos, int(self._perm[pos])
 
 
 class _TrainLoad:
@@ -194,136 +155,58 @@ class _EvalLoad:
             'label': np.int32(example['label']), 'mask': np.bool_(True)}
 
 
-def _collate(elements: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-  return {k: np.stack([e[k] for e in elements]) for k in elements[0]}
-
-
-# ------------------------------------------------------------------------------------------------
-# Iterator.
-
-
-class CifarIterator:
-  """Batches of a grain pipeline that restarts at any batch index (``set_state``)."""
-
-  def __init__(self, batches: grain.MapDataset, *, num_batches: int | None, num_workers: int,
-               num_threads: int, fingerprint: dict[str, Any], info: dict[str, Any]):
-    self._batches = batches
-    self._num_workers = num_workers
-    self._num_threads = num_threads
-    self._fingerprint = fingerprint
-    self.num_batches = num_batches  # None: endless
-    for k, v in info.items():
-      setattr(self, k, v)
-    self._next = 0
-    self._inner = self._build(0)
-
-  def _build(self, offset: int) -> Iterator[dict[str, np.ndarray]]:
-    ds = self._batches[offset:] if offset else self._batches
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=self._num_threads,
-                                              prefetch_buffer_size=max(1, self._num_threads)))
-    if self._num_workers > 0:
-      ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._num_workers))
-    return iter(ds)
-
-  def __iter__(self) -> 'CifarIterator':
-    return self
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    if self.num_batches is not None and self._next >= self.num_batches:
-      raise StopIteration
-    batch = next(self._inner)
-    self._next += 1
-    return batch
-
-  def __len__(self) -> int:
-    if self.num_batches is None:
-      raise TypeError('endless iterator')
-    return self.num_batches
-
-  def get_state(self) -> dict[str, Any]:
-    return {'version': _STATE_VERSION, 'next_batch': self._next,
-            'fingerprint': dict(self._fingerprint)}
-
-  def set_state(self, state: Mapping[str, Any]) -> None:
-    if state.get('version') != _STATE_VERSION:
-      raise ValueError(f"unknown CIFAR iterator state version {state.get('version')!r}")
-    saved = dict(state.get('fingerprint', {}))
-    elastic = ('process_index', 'process_count')
-    diff = {k: (saved.get(k), v) for k, v in self._fingerprint.items()
-            if k not in elastic and saved.get(k) != v}
-    if diff:
-      raise ValueError(f'data iterator state from another pipeline: (saved, now) {diff}')
-    self._next = int(state['next_batch'])
-    self._inner = self._build(self._next)
-
-
-def _process_batch(global_batch_size: int, process_count: int) -> int:
-  if global_batch_size % process_count:
-    raise ValueError(f'global_batch_size={global_batch_size} is not divisible by the '
-                     f'{process_count} processes')
-  return global_batch_size // process_count
-
-
 def _opts(data_config: Any) -> dict[str, Any]:
-  return dict(crop_size=int(_get(data_config, 'crop_size', 32)),
-              padding=int(_get(data_config, 'padding', 4)),
-              flip=bool(_get(data_config, 'random_flip', True)),
-              mean=tuple(float(v) for v in _get(data_config, 'mean', CIFAR_MEAN)),
-              std=tuple(float(v) for v in _get(data_config, 'std', CIFAR_STD)))
+  return dict(crop_size=int(config_get(data_config, 'crop_size', 32)),
+              padding=int(config_get(data_config, 'padding', 4)),
+              flip=bool(config_get(data_config, 'random_flip', True)),
+              mean=tuple(float(v) for v in config_get(data_config, 'mean', CIFAR_MEAN)),
+              std=tuple(float(v) for v in config_get(data_config, 'std', CIFAR_STD)))
 
 
 def make_train_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
                         num_epochs: int | None = None,
-                        source: Any = None) -> CifarIterator:
+                        source: Any = None) -> core.GrainIterator:
   """Endless (or ``num_epochs``-long) augmented training batches for this process.
 
   ``source`` (a random-access sequence of ``{'image', 'label'}``) replaces the tfds data source.
   """
-  _ensure_absl_flags_parsed()
-  split = _get(data_config, 'train_split', 'train')
+  split = config_get(data_config, 'train_split', 'train')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = _process_batch(global_batch_size, process_count)
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training examples < global batch {global_batch_size}')
-  index = _TrainIndex(n, steps, b, process_index, global_batch_size, int(seed), num_epochs)
-  batches = (grain.MapDataset.source(index)
-             .map(_TrainLoad(source, int(seed), _opts(data_config)))
-             .batch(b, drop_remainder=True, batch_fn=_collate))
-  fingerprint = {'kind': 'train', 'name': _get(data_config, 'name'), 'split': split,
+  index = core.train_source(n, global_batch_size, process_index, process_count, seed, num_epochs)
+  b, steps = index.b, index.steps
+  batches = core.train_batches(_TrainLoad(source, int(seed), _opts(data_config)), index)
+  fingerprint = {'kind': 'train', 'name': config_get(data_config, 'name'), 'split': split,
                  'num_records': n, 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'steps_per_epoch': steps, 'per_process_batch_size': b,
-          'num_classes': NUM_CLASSES.get(_get(data_config, 'name'))}
-  return CifarIterator(batches, num_batches=None if num_epochs is None else num_epochs * steps,
-                       num_workers=int(_get(data_config, 'num_workers', 0)),
-                       num_threads=int(_get(data_config, 'num_threads', 2)),
-                       fingerprint=fingerprint, info=info)
+          'num_classes': NUM_CLASSES.get(config_get(data_config, 'name'))}
+  num_workers, num_threads = core.worker_counts(data_config)
+  return core.GrainIterator(batches,
+                            num_batches=None if num_epochs is None else num_epochs * steps,
+                            num_workers=num_workers, num_threads=num_threads, split=split,
+                            fingerprint=fingerprint, info=info)
 
 
 def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
-                       process_count: int = 1, *, source: Any = None) -> CifarIterator:
+                       process_count: int = 1, *, source: Any = None) -> core.GrainIterator:
   """The eval split once, in order, padded to whole global batches (``mask`` False on padding)."""
-  _ensure_absl_flags_parsed()
-  split = _get(data_config, 'eval_split', 'test')
+  split = config_get(data_config, 'eval_split', 'test')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = _process_batch(global_batch_size, process_count)
+  b = core.process_batch_size(global_batch_size, process_count)
   num_batches = -(-n // global_batch_size)
   rows = np.arange(num_batches * global_batch_size).reshape(num_batches, global_batch_size)
   rows = rows[:, process_index * b:(process_index + 1) * b].reshape(-1)
   rows = np.where(rows < n, rows, -1)
-  batches = (grain.MapDataset.source(rows)
-             .map(_EvalLoad(source, _opts(data_config)))
-             .batch(b, drop_remainder=False, batch_fn=_collate))
-  fingerprint = {'kind': 'eval', 'name': _get(data_config, 'name'), 'split': split,
+  batches = core.eval_batches(_EvalLoad(source, _opts(data_config)), rows, b)
+  fingerprint = {'kind': 'eval', 'name': config_get(data_config, 'name'), 'split': split,
                  'num_records': n, 'global_batch_size': global_batch_size,
                  'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'per_process_batch_size': b,
-          'num_classes': NUM_CLASSES.get(_get(data_config, 'name'))}
-  return CifarIterator(batches, num_batches=num_batches,
-                       num_workers=int(_get(data_config, 'num_workers', 0)),
-                       num_threads=int(_get(data_config, 'num_threads', 2)),
-                       fingerprint=fingerprint, info=info)
+          'num_classes': NUM_CLASSES.get(config_get(data_config, 'name'))}
+  num_workers, num_threads = core.worker_counts(data_config)
+  return core.GrainIterator(batches, num_batches=num_batches, num_workers=num_workers,
+                            num_threads=num_threads, split=split, fingerprint=fingerprint,
+                            info=info)

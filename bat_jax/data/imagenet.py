@@ -44,7 +44,7 @@ Transforms (numpy + PIL; ``bat_cvpr2020.md`` §4.1, the released image code's to
   short)``, as torchvision), centre crop ``image_size`` (224);
 * then ``(x / 255 - mean) / std`` (ImageNet statistics by default).
 
-Order, sharding, determinism and state are those of :mod:`bat_jax.data.pipeline`: epoch ``e``
+Order, sharding, determinism and state are those of :mod:`bat_jax.data.core`: epoch ``e``
 is a permutation drawn from ``(seed, e)``, process ``p`` reads its contiguous rows of each global
 batch, an example's augmentation draws from ``np.random.default_rng([seed, epoch, position])``,
 and the iterator state (grain's own, plus the batch index) restores exactly, also with another
@@ -61,17 +61,17 @@ truncated) is replaced by the next record in training and masked in evaluation, 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
 from typing import Any, Sequence
 
-import grain
 import numpy as np
 from PIL import Image
 
-from bat_jax.data import pipeline
-from bat_jax.data.pipeline import broken_files, reset_broken_files
+from bat_jax.data import core
+from bat_jax.data.core import broken_files, config_get, reset_broken_files
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'random_resized_crop_box',
            'random_resized_crop', 'resize_short_side', 'center_crop', 'eval_image',
@@ -84,7 +84,6 @@ NUM_CLASSES = 1000
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
 _SPLIT_DIRS = {'train': ('train', 'training'), 'validation': ('val', 'validation', 'valid'),
                'val': ('val', 'validation', 'valid')}
-_MAX_SUBSTITUTES = 16
 
 
 class ImageDecodeError(Exception):
@@ -271,22 +270,17 @@ class FolderSource:
     return {'image': decode_image_file(path), 'label': label, 'file_name': path}
 
 
-def _get(cfg: Any, name: str, default: Any = None) -> Any:
-  value = cfg.get(name, default) if hasattr(cfg, 'get') else getattr(cfg, name, default)
-  return default if value is None else value
-
-
 def _source(data_config: Any, split: str) -> Any:
-  name = _get(data_config, 'name', 'imagenet2012')
+  name = config_get(data_config, 'name', 'imagenet2012')
   if name == 'imagenet_folder':
-    root = _get(data_config, 'root', '')
+    root = config_get(data_config, 'root', '')
     if not root:
       raise ValueError('config.data.root is required for imagenet_folder')
     return FolderSource(root, split)
   if name != 'imagenet2012':
     raise ValueError(f"config.data.name={name!r}; allowed: 'imagenet2012', 'imagenet_folder'")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  data_dir = _get(data_config, 'data_dir', '') or None
+  data_dir = config_get(data_config, 'data_dir', '') or None
   return tfds.data_source('imagenet2012', split=split, data_dir=data_dir)
 
 
@@ -316,18 +310,11 @@ class _TrainLoad:
   def __call__(self, item):
     epoch, pos, rec = item
     rng = np.random.default_rng([self.seed, epoch, pos])
-    n = len(self.source)
-    broken = []
-    for k in range(_MAX_SUBSTITUTES):
-      try:
-        image, label, _ = _read(self.source, (rec + k) % n)
-      except ImageDecodeError as e:
-        broken.append((e.path, e.reason))
-        continue
-      return {'image': train_image(image, rng, **self.opts), 'label': np.int32(label),
-              '_broken': tuple(broken)}
-    raise RuntimeError(f'{_MAX_SUBSTITUTES} consecutive unreadable images from record {rec} '
-                       f'on: {broken}')
+    (image, label, _), broken = core.first_readable(functools.partial(_read, self.source), rec,
+                                                    len(self.source), ImageDecodeError,
+                                                    'unreadable images')
+    return {'image': train_image(image, rng, **self.opts), 'label': np.int32(label),
+            '_broken': broken}
 
 
 class _EvalLoad:
@@ -355,13 +342,8 @@ class _EvalLoad:
 
 
 def _norm_opts(data_config: Any) -> dict[str, Any]:
-  return dict(mean=tuple(float(x) for x in _get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in _get(data_config, 'std', IMAGENET_STD)))
-
-
-def _workers(data_config: Any) -> tuple[int, int]:
-  return (int(_get(data_config, 'num_workers', 0) or 0),
-          int(_get(data_config, 'num_threads', 2) or 1))
+  return dict(mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
+              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
 
 
 def _num_classes(source: Any) -> int:
@@ -372,68 +354,58 @@ def _num_classes(source: Any) -> int:
 def make_train_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
                         num_epochs: int | None = None,
-                        source: Any = None) -> pipeline.VideoIterator:
+                        source: Any = None) -> core.GrainIterator:
   """Endless (or ``num_epochs``-long) augmented training batches for this process.
 
   ``source`` (random access ``{'image', 'label'}``) replaces the one ``config.data`` names.
   """
-  pipeline._ensure_absl_flags_parsed()  # pylint: disable=protected-access
-  split = _get(data_config, 'train_split', 'train')
+  split = config_get(data_config, 'train_split', 'train')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = pipeline._split_process_batch(global_batch_size, process_count)  # pylint: disable=protected-access
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training images < global batch {global_batch_size}')
-  opts = dict(size=int(_get(data_config, 'image_size', 224)),
-              scale=tuple(float(x) for x in _get(data_config, 'random_resized_crop_scale',
-                                                 (0.08, 1.0))),
-              ratio=tuple(float(x) for x in _get(data_config, 'random_resized_crop_ratio',
-                                                 (3 / 4, 4 / 3))),
-              flip=bool(_get(data_config, 'random_flip', True)), **_norm_opts(data_config))
-  index = pipeline._TrainSource(n, steps, b, process_index, process_count, int(seed),  # pylint: disable=protected-access
-                                num_epochs)
-  ds = (grain.MapDataset.source(index)
-        .map(_TrainLoad(source, int(seed), opts))
-        .batch(b, drop_remainder=True, batch_fn=pipeline._collate))  # pylint: disable=protected-access
-  num_workers, num_threads = _workers(data_config)
-  fingerprint = {'kind': 'train', 'name': _get(data_config, 'name', 'imagenet2012'),
+  index = core.train_source(n, global_batch_size, process_index, process_count, seed, num_epochs,
+                            'images')
+  b, steps = index.b, index.steps
+  opts = dict(size=int(config_get(data_config, 'image_size', 224)),
+              scale=tuple(float(x) for x in config_get(data_config, 'random_resized_crop_scale',
+                                                       (0.08, 1.0))),
+              ratio=tuple(float(x) for x in config_get(data_config, 'random_resized_crop_ratio',
+                                                       (3 / 4, 4 / 3))),
+              flip=bool(config_get(data_config, 'random_flip', True)), **_norm_opts(data_config))
+  ds = core.train_batches(_TrainLoad(source, int(seed), opts), index)
+  num_workers, num_threads = core.worker_counts(data_config)
+  fingerprint = {'kind': 'train', 'name': config_get(data_config, 'name', 'imagenet2012'),
                  'split': split, 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'num_records': n, 'process_index': process_index,
                  'process_count': process_count}
   info = {'steps_per_epoch': steps, 'num_examples': n, 'num_classes': _num_classes(source),
           'class_names': getattr(source, 'class_names', None), 'per_process_batch_size': b}
-  return pipeline.VideoIterator(
-      pipeline._grain_builder(ds, num_workers, num_threads),  # pylint: disable=protected-access
-      num_batches=None if num_epochs is None else num_epochs * steps, num_workers=num_workers,
-      split=split, fingerprint=fingerprint, info=info)
+  return core.GrainIterator(
+      ds, num_batches=None if num_epochs is None else num_epochs * steps,
+      num_workers=num_workers, num_threads=num_threads, split=split, fingerprint=fingerprint,
+      info=info)
 
 
 def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,
-                       process_count: int = 1, *, source: Any = None) -> pipeline.VideoIterator:
+                       process_count: int = 1, *, source: Any = None) -> core.GrainIterator:
   """The eval split once (resize + centre crop), padded with ``mask = False`` rows; process
   ``p`` of ``P`` evaluates examples ``p::P`` and every process yields ``len(iterator)``
   batches."""
-  pipeline._ensure_absl_flags_parsed()  # pylint: disable=protected-access
-  split = _get(data_config, 'eval_split', 'validation')
+  split = config_get(data_config, 'eval_split', 'validation')
   source = _source(data_config, split) if source is None else source
   n = len(source)
-  b = pipeline._split_process_batch(global_batch_size, process_count)  # pylint: disable=protected-access
-  opts = dict(size=int(_get(data_config, 'image_size', 224)),
-              resize=int(_get(data_config, 'eval_resize', 256)), **_norm_opts(data_config))
+  b = core.process_batch_size(global_batch_size, process_count)
+  opts = dict(size=int(config_get(data_config, 'image_size', 224)),
+              resize=int(config_get(data_config, 'eval_resize', 256)), **_norm_opts(data_config))
   if opts['resize'] < opts['size']:
     raise ValueError(f"config.data.eval_resize={opts['resize']} < image_size={opts['size']}")
-  assignment, num_batches = pipeline.eval_assignment(n, 1, b, process_index, process_count)
-  ds = (grain.MapDataset.source(assignment)
-        .map(_EvalLoad(source, opts))
-        .batch(b, drop_remainder=False, batch_fn=pipeline._collate))  # pylint: disable=protected-access
-  num_workers, num_threads = _workers(data_config)
-  fingerprint = {'kind': 'eval', 'name': _get(data_config, 'name', 'imagenet2012'),
+  assignment, num_batches = core.eval_assignment(n, 1, b, process_index, process_count)
+  ds = core.eval_batches(_EvalLoad(source, opts), assignment, b)
+  num_workers, num_threads = core.worker_counts(data_config)
+  fingerprint = {'kind': 'eval', 'name': config_get(data_config, 'name', 'imagenet2012'),
                  'split': split, 'global_batch_size': global_batch_size, 'num_records': n,
                  'views': 1, 'process_index': process_index, 'process_count': process_count}
   info = {'num_examples': n, 'num_classes': _num_classes(source),
           'class_names': getattr(source, 'class_names', None), 'per_process_batch_size': b}
-  return pipeline.VideoIterator(
-      pipeline._grain_builder(ds, num_workers, num_threads),  # pylint: disable=protected-access
-      num_batches=num_batches, num_workers=num_workers, split=split, fingerprint=fingerprint,
-      info=info)
+  return core.GrainIterator(ds, num_batches=num_batches, num_workers=num_workers,
+                            num_threads=num_threads, split=split, fingerprint=fingerprint,
+                            info=info)

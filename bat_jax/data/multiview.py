@@ -13,7 +13,7 @@ demux-only pass over the packets (no decoding). When the clips cover most of the
 a single sequential pass; for 10 clips of 57 frames in a 10 s, 300-frame video it decodes ~300
 frames instead of 30 x ~(57 + frames since the keyframe).
 
-Frame identity follows :func:`bat_jax.data.video.decode_clip`'s seek path: a decoded frame has
+Frame identity follows :func:`bat_jax.data.decode.decode_clip`'s seek path: a decoded frame has
 index ``round((pts - start_time) * time_base * fps)`` and a wanted index gets the first frame
 whose index is not smaller. If timestamps are missing, a seek overshoots or the stream ends
 before the last wanted frame (a wrong header), the whole video is decoded and every clip is taken
@@ -29,6 +29,7 @@ from typing import Sequence
 import av
 import numpy as np
 
+from bat_jax.data import decode as D
 from bat_jax.data import video as V
 
 __all__ = ['eval_clip_indices', 'decode_eval_clips', 'cut_view']
@@ -40,7 +41,7 @@ def eval_clip_indices(n: int, *, num_frames: int, stride: int, num_clips: int,
   :func:`bat_jax.data.video.eval_transform` picks them (dense: clip ``k`` starts at the exact
   fraction ``k / (K - 1)`` of the valid range, the centre for ``K = 1``; segments: TSN centres)."""
   if sampling == 'segments':
-    return [V.segment_indices(n, num_frames, None, clip_index=k, num_clips=num_clips)
+    return [D.segment_indices(n, num_frames, None, clip_index=k, num_clips=num_clips)
             for k in range(num_clips)]
   if sampling != 'dense':
     raise ValueError(f'sampling={sampling!r}; allowed: {list(V.SAMPLINGS)}')
@@ -48,8 +49,8 @@ def eval_clip_indices(n: int, *, num_frames: int, stride: int, num_clips: int,
   out = []
   for k in range(num_clips):
     spec = (fractions.Fraction(1, 2) if num_clips == 1 else fractions.Fraction(k, num_clips - 1))
-    start = V._pick_start(spec, n - window, False)  # pylint: disable=protected-access
-    out.append(V.clip_indices(n, num_frames, stride, start))
+    start = D.pick_start(spec, n - window, False)
+    out.append(D.clip_indices(n, num_frames, stride, start))
   return out
 
 
@@ -59,7 +60,7 @@ def _frame_index(frame, start_time, tb, fps) -> int:
 
 def _keyframes(path: str, fps: float) -> np.ndarray | None:
   """Frame indices of the keyframes, from the packets (demux only); None without timestamps."""
-  container = V._open(path)  # pylint: disable=protected-access
+  container = D.open_video(path)
   try:
     stream = container.streams.video[0]
     start_time, tb = stream.start_time or 0, stream.time_base
@@ -79,7 +80,7 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
   """{wanted index: frame} by one forward pass with seeks (module docstring); None on failure.
 
   Unwanted non-reference frames are not decoded, as in
-  :func:`bat_jax.data.video._seek_decode` (again without skipping if a wanted index had no
+  :func:`bat_jax.data.decode.seek_decode` (again without skipping if a wanted index had no
   frame of its own).
   """
   start_time, tb = stream.start_time or 0, stream.time_base
@@ -93,14 +94,13 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
   exact = True
   while i < len(wanted):
     first = int(wanted[i])
-    if first > 0 or not skip_nonref:  # the same seek as bat_jax.data.video._seek_decode
+    if first > 0 or not skip_nonref:  # the same seek as bat_jax.data.decode.seek_decode
       target = start_time + int(first / fps / float(tb)) - 1
       container.seek(max(target, start_time), stream=stream, backward=True, any_frame=False)
     checked = False
     seek_again = False
     matched_before = i  # no new seek before this run matched a frame: always progresses
-    for frame in V._frames(container, stream, [],  # pylint: disable=protected-access
-                           skip if skip_nonref else None):
+    for frame in D.decoded_frames(container, stream, [], skip if skip_nonref else None):
       if frame.pts is None:
         return None
       idx = _frame_index(frame, start_time, tb, fps)
@@ -139,8 +139,8 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
   Clip ``k`` equals ``decode_clip`` / ``decode_segments`` as
   :func:`bat_jax.data.video.eval_transform` calls them for ``clip_index=k`` (frames resized to
   ``short_side`` by swscale while converting to RGB; each distinct frame converted once).
-  ``path`` may be a frame folder. Raises :class:`bat_jax.data.video.VideoDecodeError` as
-  :func:`bat_jax.data.video.decode_clip`.
+  ``path`` may be a frame folder. Raises :class:`bat_jax.data.decode.VideoDecodeError` as
+  :func:`bat_jax.data.decode.decode_clip`.
   """
   if num_frames < 1 or stride < 1 or num_clips < 1:
     raise ValueError(f'num_frames, stride and num_clips must be >= 1, got {num_frames}, '
@@ -152,18 +152,18 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
                              sampling=sampling)
 
   if os.path.isdir(path):  # frame folder: read the union of the frames once
-    files = V._frame_files(path)  # pylint: disable=protected-access
+    files = D.frame_files(path)
     clips = indices(len(files))
     union = np.unique(np.concatenate(clips))
-    frames = V._read_frames(path, files, union, short_side)  # pylint: disable=protected-access
+    frames = D.read_frames(path, files, union, short_side)
     return np.stack([frames[np.searchsorted(union, c)] for c in clips])
   min_frames = 1 if sampling == 'segments' else (num_frames - 1) * stride + 1
-  container = V._open(path)  # pylint: disable=protected-access
+  container = D.open_video(path)
   try:
     stream = container.streams.video[0]
     if thread_type:
       stream.thread_type = thread_type
-    fps, n_est = V._stream_info(container, stream)  # pylint: disable=protected-access
+    fps, n_est = D.stream_info(container, stream)
     picked = None
     if n_est >= min_frames and fps > 0:
       clips = indices(n_est)
@@ -174,28 +174,28 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
         picked = [[by_index[int(i)] for i in c] for c in clips]
     if picked is None:  # full sequential decode from the beginning
       container.close()
-      container = V._open(path)  # pylint: disable=protected-access
+      container = D.open_video(path)
       stream = container.streams.video[0]
       if thread_type:
         stream.thread_type = thread_type
-      frames = V._decode_all(container, stream, path)  # pylint: disable=protected-access
+      frames = D.decode_all(container, stream, path)
       picked = [[frames[i] for i in c] for c in indices(len(frames))]
     out_hw = None
     if short_side is not None:
-      out_hw = V.short_side_shape(picked[0][0].height, picked[0][0].width, short_side)
+      out_hw = D.short_side_shape(picked[0][0].height, picked[0][0].width, short_side)
     rgb: dict[int, np.ndarray] = {}
     try:
       for clip in picked:
         for f in clip:
           if id(f) not in rgb:
-            rgb[id(f)] = V._to_rgb(f, out_hw)  # pylint: disable=protected-access
+            rgb[id(f)] = D.to_rgb(f, out_hw)
     except (av.FFmpegError, ValueError) as e:
-      raise V.VideoDecodeError(path, f'frame conversion failed ({e})') from None
+      raise D.VideoDecodeError(path, f'frame conversion failed ({e})') from None
     return np.stack([np.stack([rgb[id(f)] for f in clip]) for clip in picked])
-  except V.VideoDecodeError:
+  except D.VideoDecodeError:
     raise
   except (av.FFmpegError, OSError) as e:
-    raise V.VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
+    raise D.VideoDecodeError(path, f'{type(e).__name__}: {e}') from None
   finally:
     container.close()
 

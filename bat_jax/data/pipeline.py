@@ -12,21 +12,14 @@ The trainer calls::
     ev = make_eval_iterator(config.data, global_batch_size, process_index, process_count)
     for batch in ev: ...        # + 'mask' (B,) bool and 'video_index' (B,) i32; finite
 
-Training order. Epoch ``e`` is a permutation of all records drawn from ``(seed, e)``
-(identical on every host); the first ``steps_per_epoch * global_batch_size`` positions are
-used (the left-over differs per epoch, so every video is seen). Global step ``s`` is positions
-``[s * G, (s + 1) * G)`` of its epoch; process ``p`` of ``P`` reads only rows
-``[p * G / P, (p + 1) * G / P)`` of it (its contiguous block, as ``bat_jax.data.synthetic``),
-so shards are disjoint, cover the global batch, and the global batch is the same row for row
-whatever the process count. Each clip's augmentation uses
+Training order, sharding, collation, the broken-file report and the checkpointable iterator
+are :mod:`bat_jax.data.core`'s (each clip's augmentation uses
 ``np.random.default_rng([seed, epoch, position])``, so batches do not depend on the number of
-grain workers, threads or processes. Batching happens on the ``MapDataset`` (before
-``mp_prefetch``), so worker ``w`` produces whole batches ``w, w + N, ...`` and the batch
-sequence is the same for any ``num_workers`` (0 = in-process).
+grain workers, threads or processes); this module lists the videos and decodes them.
 
-Broken videos. A :class:`~bat_jax.data.video.VideoDecodeError` (missing, zero-byte, truncated
+Broken videos. A :class:`~bat_jax.data.decode.VideoDecodeError` (missing, zero-byte, truncated
 beyond its index, not a video, no decodable frame) never stops training: the clip is replaced by
-the next record in annotation order (deterministically; up to ``_MAX_SUBSTITUTES`` tries) and
+the next record in annotation order (deterministically; up to ``core.MAX_SUBSTITUTES`` tries) and
 the failure travels with the batch back to the main process, where :func:`broken_files`
 collects it (per path: reason, count, split). In evaluation a broken video yields zero frames
 with ``mask = False`` (left out of the metrics) and is reported the same way. Annotated videos
@@ -43,7 +36,7 @@ so a run can also resume with another ``num_workers`` or process count. The iter
 ``grain.DatasetIterator``, so grain's orbax handlers (``grain.checkpoint``) accept it.
 
 Evaluation views. ``num_clips`` temporal clips x ``num_crops`` spatial crops per video, as
-:mod:`bat_jax.evaluation.views` defines them (clip ``k`` of ``K`` starts at
+:mod:`bat_jax.data.views` defines them (clip ``k`` of ``K`` starts at
 ``round_half_up(k (n - window) / (K - 1))``, the centre clip when 1; crops: centre (1), left /
 centre / right along the long side (3), 4 corners + centre x flip (10)); single-view (1 x 1) by
 default; ``evaluate.py --protocol=30view`` asks for 10 x 3 with ``crop_size = eval_short_side``
@@ -59,7 +52,7 @@ train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionall
 train_short_side (s, s): :func:`bat_jax.data.video.train_transform`), random_flip (default
 True), train_split ('train'), eval_split ('val'), num_threads (per-worker read threads, default
 2), sampling ('dense', default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN
-segment sampling, :func:`bat_jax.data.video.segment_indices`, as RSA on Something-Something)
+segment sampling, :func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something)
 and no_flip_keywords (default (): training clips whose class name contains one of these words
 are never flipped, :func:`no_flip_classes`).
 
@@ -77,187 +70,33 @@ from __future__ import annotations
 
 import collections
 import functools
-import logging
 import re
-import sys
 import threading
 from typing import Any, Callable, Sequence
 
-import grain
 import numpy as np
 
-from bat_jax.data import kinetics, multiview
-from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, VideoDecodeError,
-                                check_train_augment, train_transform)
+from bat_jax.data import core, kinetics, multiview
+from bat_jax.data.core import (GrainIterator, broken_files, config_get, config_require,
+                               eval_assignment, reset_broken_files, train_position_order)
+from bat_jax.data.decode import VideoDecodeError
+from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, check_train_augment,
+                                train_transform)
 
-__all__ = ['make_train_iterator', 'make_eval_iterator', 'VideoIterator', 'broken_files',
-           'reset_broken_files', 'train_position_order', 'eval_assignment', 'no_flip_classes']
-
-_MAX_SUBSTITUTES = 16
-_STATE_VERSION = 1
-
-# ----------------------------------------------------------------------------------------
-# Broken-file registry (main process; filled from the '_broken' entries of the batches).
-# ----------------------------------------------------------------------------------------
-
-_BROKEN_LOCK = threading.Lock()
-_BROKEN: dict[str, dict] = {}
-
-
-def _record_broken(entries, split: str) -> None:
-  if not entries:
-    return
-  with _BROKEN_LOCK:
-    for path, reason in entries:
-      e = _BROKEN.get(path)
-      if e is None:
-        _BROKEN[path] = {'path': path, 'reason': reason, 'count': 1, 'split': split}
-        logging.warning('undecodable video (%s): %s: %s', split, path, reason)
-      else:
-        e['count'] += 1
-
-
-def _record_missing(missing, split: str, where: str) -> None:
-  """Annotated videos without a file (:attr:`bat_jax.data.kinetics.Split.missing`): one report
-  entry each (count 1, however many iterators list the split)."""
-  if not missing:
-    return
-  with _BROKEN_LOCK:
-    for m in missing:
-      name = f"{m['youtube_id']}_{m['time_start']:06d}_{m['time_end']:06d}"
-      _BROKEN.setdefault(name, {'path': name, 'reason': f'annotated but no video file under {where}',
-                                'count': 1, 'split': split, 'label': m.get('label', '')})
-
-
-def broken_files() -> list[dict]:
-  """This process's undecodable videos seen by any iterator so far, sorted by path:
-  ``[{'path', 'reason', 'count', 'split'}]`` (count = times it had to be replaced/masked)."""
-  with _BROKEN_LOCK:
-    return [dict(_BROKEN[p]) for p in sorted(_BROKEN)]
-
-
-def reset_broken_files() -> None:
-  with _BROKEN_LOCK:
-    _BROKEN.clear()
-
+__all__ = ['make_train_iterator', 'make_eval_iterator', 'broken_files', 'reset_broken_files',
+           'train_position_order', 'eval_assignment', 'no_flip_classes', 'decode_within']
 
 # ----------------------------------------------------------------------------------------
 # Config helpers.
 # ----------------------------------------------------------------------------------------
 
 
-def _get(cfg, name: str, default=None):
-  if isinstance(cfg, dict):
-    return cfg.get(name, default)
-  try:
-    return cfg.get(name, default)  # ml_collections.ConfigDict
-  except AttributeError:
-    return getattr(cfg, name, default)
-
-
-def _require(cfg, name: str):
-  v = _get(cfg, name, None)
-  if v is None or (name == 'root' and not v):
-    raise ValueError(f'config.data.{name} is required')
-  return v
-
-
-def _ensure_absl_flags_parsed() -> None:
-  """grain reads absl flags; outside absl.app.run they are unparsed (grain#1355)."""
-  try:
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
-  except ImportError:
-    pass
-
-
 def _decode_timeout(data_config) -> float:
-  value = _get(data_config, 'decode_timeout_s', 0.0)
+  value = config_get(data_config, 'decode_timeout_s', 0.0)
   if not isinstance(value, (int, float)) or value < 0:
     raise ValueError(f'config.data.decode_timeout_s={value!r}; allowed: seconds >= 0 '
                      '(0: no limit)')
   return float(value)
-
-
-def _split_process_batch(global_batch_size: int, process_count: int) -> int:
-  if global_batch_size % process_count:
-    raise ValueError(f'global batch {global_batch_size} not divisible by the '
-                     f'{process_count} processes')
-  return global_batch_size // process_count
-
-
-# ----------------------------------------------------------------------------------------
-# Index sources (what each process reads, in which order).
-# ----------------------------------------------------------------------------------------
-
-
-def _epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-  return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
-
-
-class _TrainSource:
-  """Random-access sequence: element ``i`` of process ``p`` -> (epoch, position, record).
-
-  Row ``r`` of this process's batch ``s`` is row ``p * B + r`` of global batch ``s``, i.e.
-  position ``(s mod steps) * G + p * B + r`` of the permutation of epoch ``s // steps``.
-  """
-
-  def __init__(self, num_records: int, steps_per_epoch: int, batch: int, process_index: int,
-               process_count: int, seed: int, num_epochs: int | None):
-    self.num_records, self.steps, self.b = num_records, steps_per_epoch, batch
-    self.p, self.G, self.seed = process_index, batch * process_count, seed
-    self._len = sys.maxsize if num_epochs is None else num_epochs * steps_per_epoch * batch
-    self._perms: collections.OrderedDict = collections.OrderedDict()
-
-  def __getstate__(self):
-    d = dict(self.__dict__)
-    d['_perms'] = collections.OrderedDict()
-    return d
-
-  def __len__(self) -> int:
-    return self._len
-
-  def _perm(self, epoch: int) -> np.ndarray:
-    perm = self._perms.get(epoch)
-    if perm is None:
-      perm = _epoch_permutation(self.seed, epoch, self.num_records)
-      self._perms[epoch] = perm
-      while len(self._perms) > 2:
-        self._perms.popitem(last=False)
-    return perm
-
-  def __getitem__(self, i: int):
-    if not 0 <= i < self._len:
-      raise IndexError(i)
-    step, row = divmod(int(i), self.b)
-    epoch, step_in_epoch = divmod(step, self.steps)
-    pos = step_in_epoch * self.G + self.p * self.b + row
-    return epoch, pos, int(self._perm(epoch)[pos])
-
-
-def train_position_order(num_records: int, global_batch_size: int, process_index: int,
-                         process_count: int, seed: int, num_batches: int) -> np.ndarray:
-  """Record indices of this process's first ``num_batches`` batches, (num_batches, B)."""
-  b = _split_process_batch(global_batch_size, process_count)
-  steps = num_records // global_batch_size
-  src = _TrainSource(num_records, steps, b, process_index, process_count, seed, None)
-  return np.asarray([src[i][2] for i in range(num_batches * b)]).reshape(num_batches, b)
-
-
-def eval_assignment(num_videos: int, views: int, per_process_batch: int, process_index: int,
-                    process_count: int) -> tuple[np.ndarray, int]:
-  """Per-row (video or -1, view) of this process's eval stream and its number of batches."""
-  slots = -(-num_videos // process_count)
-  videos = np.arange(process_index, slots * process_count, process_count)
-  videos = np.where(videos < num_videos, videos, -1)
-  rows = slots * views
-  num_batches = -(-rows // per_process_batch)
-  vid = np.full(num_batches * per_process_batch, -1, np.int64)
-  view = np.zeros(num_batches * per_process_batch, np.int64)
-  vid[:rows] = np.repeat(videos, views)
-  view[:rows] = np.tile(np.arange(views), slots)
-  return np.stack([vid, view], 1), num_batches
 
 
 # ----------------------------------------------------------------------------------------
@@ -306,25 +145,20 @@ class _TrainLoad:
     self.no_flip_labels = frozenset(int(l) for l in no_flip_labels)
     self.decode_timeout_s = decode_timeout_s
 
+  def _clip(self, r: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    opts = self.opts
+    if int(self.labels[r]) in self.no_flip_labels:
+      opts = dict(opts, flip=False)
+    return r, decode_within(self.decode_timeout_s, self.paths[r],
+                            functools.partial(train_transform, self.paths[r], rng, **opts))
+
   def __call__(self, item):
     epoch, pos, rec = item
     rng = np.random.default_rng([self.seed, epoch, pos])
-    n = len(self.paths)
-    broken = []
-    for k in range(_MAX_SUBSTITUTES):
-      r = (rec + k) % n
-      try:
-        opts = self.opts
-        if int(self.labels[r]) in self.no_flip_labels:
-          opts = dict(opts, flip=False)
-        video = decode_within(self.decode_timeout_s, self.paths[r],
-                              functools.partial(train_transform, self.paths[r], rng, **opts))
-      except VideoDecodeError as e:
-        broken.append((e.path, e.reason))
-        continue
-      return {'video': video, 'label': np.int32(self.labels[r]), '_broken': tuple(broken)}
-    raise RuntimeError(f'{_MAX_SUBSTITUTES} consecutive undecodable videos from record {rec} '
-                       f'on: {broken}')
+    (r, video), broken = core.first_readable(functools.partial(self._clip, rng=rng), rec,
+                                             len(self.paths), VideoDecodeError,
+                                             'undecodable videos')
+    return {'video': video, 'label': np.int32(self.labels[r]), '_broken': broken}
 
 
 class _EvalLoad:
@@ -392,150 +226,51 @@ class _EvalLoad:
             'video_index': np.int32(vid), '_broken': broken}
 
 
-def _collate(elements):
-  out = {}
-  for k in elements[0]:
-    if k == '_broken':
-      out[k] = tuple(x for e in elements for x in e[k])
-    else:
-      out[k] = np.stack([e[k] for e in elements])
-  return out
-
-
-# ----------------------------------------------------------------------------------------
-# Checkpointable iterator.
-# ----------------------------------------------------------------------------------------
-
-
-class VideoIterator(grain.DatasetIterator):
-  """Batches from a grain pipeline; checkpointable with ``get_state`` / ``set_state``.
-
-  ``build(offset)`` returns the grain ``IterDataset`` of batches ``offset, offset + 1, ...``.
-  """
-
-  def __init__(self, build: Callable[[int], Any], *, num_batches: int | None,
-               num_workers: int, split: str, fingerprint: dict, info: dict):
-    super().__init__()
-    self._build = build
-    self._num_workers = num_workers
-    self._split = split
-    self._fingerprint = fingerprint
-    self.num_batches = num_batches  # None = infinite
-    for k, v in info.items():
-      setattr(self, k, v)
-    self._offset = 0
-    self._next = 0
-    self._inner = iter(build(0))
-
-  def __next__(self):
-    if self._closed:
-      raise ValueError('iterator is closed')
-    batch = next(self._inner)
-    _record_broken(batch.pop('_broken', ()), self._split)
-    self._next += 1
-    return batch
-
-  def __len__(self):
-    if self.num_batches is None:
-      raise TypeError('infinite iterator')
-    return self.num_batches
-
-  def get_state(self) -> dict:
-    return {
-        'version': _STATE_VERSION,
-        'next_batch': self._next,
-        'offset': self._offset,
-        'num_workers': self._num_workers,
-        'fingerprint': dict(self._fingerprint),
-        'grain': self._inner.get_state(),
-    }
-
-  def set_state(self, state: dict) -> None:
-    if state.get('version') != _STATE_VERSION:
-      raise ValueError(f'unknown data iterator state version {state.get("version")}')
-    fp = state.get('fingerprint', {})
-    elastic = ('process_index', 'process_count') if self._fingerprint['kind'] == 'train' else ()
-    diff = {k: (fp.get(k), v) for k, v in self._fingerprint.items()
-            if k not in elastic and fp.get(k) != v}
-    if diff:
-      raise ValueError(f'data iterator state from another pipeline: (saved, now) {diff}')
-    same_layout = (state['num_workers'] == self._num_workers and
-                   fp.get('process_index') == self._fingerprint['process_index'] and
-                   fp.get('process_count') == self._fingerprint['process_count'])
-    if same_layout:  # grain's own state
-      if state['offset'] != self._offset:
-        self._restart(state['offset'])
-      self._inner.set_state(state['grain'])
-    else:  # another worker / process count: batches depend only on their index
-      self._restart(state['next_batch'])
-    self._next = int(state['next_batch'])
-
-  def _restart(self, offset: int) -> None:
-    self._inner.close()
-    self._offset = int(offset)
-    self._inner = iter(self._build(self._offset))
-
-  def start_prefetch(self) -> None:
-    self._inner.start_prefetch()
-
-  def close(self) -> None:
-    if not self._closed:
-      self._closed = True
-      self._inner.close()
-
-  def __del__(self):
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass
-
-
-def _grain_builder(map_ds, num_workers: int, num_threads: int):
-  def build(offset: int):
-    ds = map_ds[offset:] if offset else map_ds
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                              prefetch_buffer_size=max(1, num_threads)))
-    if num_workers > 0:
-      ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                       per_worker_buffer_size=1))
-    return ds
-  return build
-
-
 # ----------------------------------------------------------------------------------------
 # Public entry points.
 # ----------------------------------------------------------------------------------------
 
 
 def _load_records(data_config, split: str) -> kinetics.Split:
-  root = _require(data_config, 'root')
+  root = config_require(data_config, 'root')
   sp = kinetics.load_split(root, split)
   if not sp.records:
     raise ValueError(f'no videos found for split {split!r} under {root!r}')
-  _record_missing(sp.missing, split, kinetics.find_split_dir(root, split) or root)
+  core.record_missing([(f"{m['youtube_id']}_{m['time_start']:06d}_{m['time_end']:06d}",
+                       m.get('label', '')) for m in sp.missing],
+                      split, kinetics.find_split_dir(root, split) or root)
   return sp
 
 
+def _records(data_config, split: str, records, class_names):
+  """(records, class names, missing videos) of ``split`` under ``data_config.root``, or the
+  given ``records`` (with ``class_names``, possibly None, and nothing missing)."""
+  if records is None:
+    sp = _load_records(data_config, split)
+    return sp.records, sp.class_names, sp.missing
+  return records, None if class_names is None else list(class_names), []
+
+
 def _sampling(data_config) -> str:
-  sampling = str(_get(data_config, 'sampling', 'dense') or 'dense')
+  sampling = str(config_get(data_config, 'sampling', 'dense') or 'dense')
   if sampling not in SAMPLINGS:
     raise ValueError(f'config.data.sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
   return sampling
 
 
 def _common(data_config):
-  return dict(num_frames=int(_require(data_config, 'num_frames')),
+  return dict(num_frames=int(config_require(data_config, 'num_frames')),
               sampling=_sampling(data_config),
-              stride=int(_require(data_config, 'frame_stride')),
-              crop_size=int(_require(data_config, 'crop_size')),
-              mean=tuple(float(x) for x in _get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in _get(data_config, 'std', IMAGENET_STD)))
+              stride=int(config_require(data_config, 'frame_stride')),
+              crop_size=int(config_require(data_config, 'crop_size')),
+              mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
+              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
 
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
                         num_epochs: int | None = None, records=None,
-                        class_names: Sequence[str] | None = None) -> VideoIterator:
+                        class_names: Sequence[str] | None = None) -> GrainIterator:
   """Infinite (or ``num_epochs``-long) iterator of training batches for this process.
 
   Batches: {'video': float32 (B, T, crop, crop, 3) normalised, 'label': int32 (B,)} with
@@ -545,41 +280,31 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   ``records`` (list of (path, label)) overrides the records from ``data_config.root``;
   ``class_names`` then names their labels (needed for ``data_config.no_flip_keywords``).
   """
-  _ensure_absl_flags_parsed()
-  split_name = _get(data_config, 'train_split', 'train')
-  if records is None:
-    sp = _load_records(data_config, split_name)
-    records, class_names, missing = sp.records, sp.class_names, sp.missing
-  else:
-    class_names = None if class_names is None else list(class_names)
-    missing = []
-  no_flip_keywords = tuple(_get(data_config, 'no_flip_keywords', ()) or ())
+  split_name = config_get(data_config, 'train_split', 'train')
+  records, class_names, missing = _records(data_config, split_name, records, class_names)
+  no_flip_keywords = tuple(config_get(data_config, 'no_flip_keywords', ()) or ())
   if no_flip_keywords and class_names is None:
     raise ValueError('config.data.no_flip_keywords needs class names (pass class_names= with '
                      'records=)')
   no_flip = no_flip_classes(class_names, no_flip_keywords) if no_flip_keywords else frozenset()
   n = len(records)
-  b = _split_process_batch(global_batch_size, process_count)
-  steps = n // global_batch_size
-  if steps < 1:
-    raise ValueError(f'{n} training videos < global batch {global_batch_size}')
+  source = core.train_source(n, global_batch_size, process_index, process_count, seed,
+                             num_epochs, 'videos')
+  b, steps = source.b, source.steps
   opts = _common(data_config)
-  lo, hi = (int(x) for x in _require(data_config, 'train_short_side'))
+  lo, hi = (int(x) for x in config_require(data_config, 'train_short_side'))
   if not opts['crop_size'] <= lo <= hi:
     raise ValueError(f'need crop_size <= train_short_side[0] <= train_short_side[1], got '
                      f'{opts["crop_size"]}, ({lo}, {hi})')
-  augment = str(_get(data_config, 'train_augment', 'scale_jitter'))
+  augment = str(config_get(data_config, 'train_augment', 'scale_jitter'))
   check_train_augment(augment, (lo, hi))
-  opts.update(short_side_range=(lo, hi), flip=bool(_get(data_config, 'random_flip', True)),
+  opts.update(short_side_range=(lo, hi), flip=bool(config_get(data_config, 'random_flip', True)),
               augment=augment)
   paths = [p for p, _ in records]
   labels = np.asarray([l for _, l in records], np.int32)
-  source = _TrainSource(n, steps, b, process_index, process_count, int(seed), num_epochs)
-  ds = (grain.MapDataset.source(source)
-        .map(_TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config)))
-        .batch(b, drop_remainder=True, batch_fn=_collate))
-  num_workers = int(_get(data_config, 'num_workers', 0) or 0)
-  num_threads = int(_get(data_config, 'num_threads', 2) or 1)
+  ds = core.train_batches(
+      _TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config)), source)
+  num_workers, num_threads = core.worker_counts(data_config)
   fingerprint = {'kind': 'train', 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'num_records': n, 'process_index': process_index,
                  'process_count': process_count}
@@ -587,56 +312,47 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
           'missing': missing,
           'num_classes': len(class_names) if class_names else None,
           'per_process_batch_size': b, 'no_flip_labels': tuple(sorted(no_flip))}
-  return VideoIterator(_grain_builder(ds, num_workers, num_threads),
-                       num_batches=None if num_epochs is None else num_epochs * steps,
-                       num_workers=num_workers, split=split_name, fingerprint=fingerprint,
-                       info=info)
+  return GrainIterator(ds, num_batches=None if num_epochs is None else num_epochs * steps,
+                       num_workers=num_workers, num_threads=num_threads, split=split_name,
+                       fingerprint=fingerprint, info=info)
 
 
 def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
                        process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
-                       crop_size: int | None = None, records=None) -> VideoIterator:
+                       crop_size: int | None = None, records=None) -> GrainIterator:
   """Finite, deterministic evaluation iterator for this process (one pass).
 
   Batches: {'video', 'label', 'mask' bool (B,), 'video_index' int32 (B,) (-1 = padding)}.
   Every process yields ``len(iterator)`` batches. ``crop_size`` defaults to
   ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing);
-  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.evaluation.views.crop_box`).
+  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.data.views.crop_box`).
   Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
   ``num_classes``, ``per_process_batch_size``, ``missing``.
   """
-  _ensure_absl_flags_parsed()
-  split_name = _get(data_config, 'eval_split', 'val')
-  if records is None:
-    sp = _load_records(data_config, split_name)
-    records, class_names, missing = sp.records, sp.class_names, sp.missing
-  else:
-    class_names, missing = None, []
+  split_name = config_get(data_config, 'eval_split', 'val')
+  records, class_names, missing = _records(data_config, split_name, records, None)
   n = len(records)
-  b = _split_process_batch(global_batch_size, process_count)
+  b = core.process_batch_size(global_batch_size, process_count)
   views = int(num_clips) * int(num_crops)
   opts = _common(data_config)
   if crop_size is not None:
     opts['crop_size'] = int(crop_size)
-  opts['short_side'] = int(_require(data_config, 'eval_short_side'))
+  opts['short_side'] = int(config_require(data_config, 'eval_short_side'))
   if opts['short_side'] < opts['crop_size']:
     raise ValueError(f'eval_short_side {opts["short_side"]} < crop {opts["crop_size"]}')
   assignment, num_batches = eval_assignment(n, views, b, process_index, process_count)
   paths = [p for p, _ in records]
   labels = np.asarray([l for _, l in records], np.int32)
   shape = (opts['num_frames'], opts['crop_size'], opts['crop_size'], 3)
-  ds = (grain.MapDataset.source(assignment)
-        .map(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape,
-                       _decode_timeout(data_config)))
-        .batch(b, drop_remainder=False, batch_fn=_collate))
-  num_workers = int(_get(data_config, 'num_workers', 0) or 0)
-  num_threads = int(_get(data_config, 'num_threads', 2) or 1)
+  ds = core.eval_batches(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape,
+                                  _decode_timeout(data_config)), assignment, b)
+  num_workers, num_threads = core.worker_counts(data_config)
   fingerprint = {'kind': 'eval', 'global_batch_size': global_batch_size, 'num_records': n,
                  'views': views, 'process_index': process_index,
                  'process_count': process_count}
   info = {'num_examples': n, 'num_views': views, 'class_names': class_names,
           'missing': missing, 'num_classes': len(class_names) if class_names else None,
           'per_process_batch_size': b}
-  return VideoIterator(_grain_builder(ds, num_workers, num_threads), num_batches=num_batches,
-                       num_workers=num_workers, split=split_name, fingerprint=fingerprint,
+  return GrainIterator(ds, num_batches=num_batches, num_workers=num_workers,
+                       num_threads=num_threads, split=split_name, fingerprint=fingerprint,
                        info=info)

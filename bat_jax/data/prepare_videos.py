@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import av
 
 from bat_jax.data import kinetics
-from bat_jax.data import video as V
+from bat_jax.data import decode as D
 
 __all__ = ['even_short_side_shape', 'find_videos', 'convert_video', 'prepare', 'main']
 
@@ -51,7 +51,7 @@ def even_short_side_shape(height: int, width: int, short_side: int) -> tuple[int
   """(height, width) with the short side ``short_side`` and both sides even (yuv420p)."""
   if short_side < 2 or short_side % 2:
     raise ValueError(f'--short-side must be an even number >= 2, got {short_side}')
-  h, w = V.short_side_shape(height, width, short_side)
+  h, w = D.short_side_shape(height, width, short_side)
   return max(2, 2 * round(h / 2)), max(2, 2 * round(w / 2))
 
 
@@ -75,12 +75,12 @@ def convert_video(src_path: str, dst_path: str, short_side: int, keyframe_interv
   """Re-encodes one video (see the module docstring); returns {frames, height, width, bytes}.
 
   Writes ``dst_path + '.partial'`` and renames it to ``dst_path`` when complete. Raises
-  :class:`bat_jax.data.video.VideoDecodeError` if the input has no decodable frame (the partial
+  :class:`bat_jax.data.decode.VideoDecodeError` if the input has no decodable frame (the partial
   file is removed).
   """
   tmp = dst_path + PARTIAL_SUFFIX
   os.makedirs(os.path.dirname(os.path.abspath(dst_path)), exist_ok=True)
-  container = V._open(src_path)  # pylint: disable=protected-access
+  container = D.open_video(src_path)
   n = 0
   try:
     stream = container.streams.video[0]
@@ -88,7 +88,7 @@ def convert_video(src_path: str, dst_path: str, short_side: int, keyframe_interv
     errors: list = []
     with av.open(tmp, 'w', format='mp4') as out:
       ostream = None
-      for frame in V._frames(container, stream, errors):  # pylint: disable=protected-access
+      for frame in D.decoded_frames(container, stream, errors):
         if ostream is None:
           h, w = even_short_side_shape(frame.height, frame.width, short_side)
           ostream = out.add_stream('libx264', rate=rate)
@@ -103,14 +103,14 @@ def convert_video(src_path: str, dst_path: str, short_side: int, keyframe_interv
         n += 1
       if ostream is None:
         why = f' ({type(errors[0]).__name__}: {errors[0]})' if errors else ''
-        raise V.VideoDecodeError(src_path, 'no decodable frames' + why)
+        raise D.VideoDecodeError(src_path, 'no decodable frames' + why)
       out.mux(ostream.encode())
-  except (av.FFmpegError, OSError, V.VideoDecodeError) as e:
+  except (av.FFmpegError, OSError, D.VideoDecodeError) as e:
     if os.path.exists(tmp):
       os.remove(tmp)
-    if isinstance(e, V.VideoDecodeError):
+    if isinstance(e, D.VideoDecodeError):
       raise
-    raise V.VideoDecodeError(src_path, f'{type(e).__name__}: {e}') from None
+    raise D.VideoDecodeError(src_path, f'{type(e).__name__}: {e}') from None
   finally:
     container.close()
   os.replace(tmp, dst_path)
@@ -123,7 +123,7 @@ def _job(args) -> tuple[str, dict | None, str | None]:
     info = convert_video(os.path.join(src, rel), output_path(dst, rel), short_side,
                          keyframe_interval, crf)
     return rel, info, None
-  except V.VideoDecodeError as e:
+  except D.VideoDecodeError as e:
     return rel, None, e.reason
 
 

@@ -9,7 +9,7 @@ Layout under ``config.data.root`` (as the 20BN download unpacks)::
 
 The CSVs may also sit in ``root/annotations/``; ``config.data.frames_dir`` (optional) overrides
 the frame folder location. Each record is ``(frame folder, label)``; the frame folder is decoded
-by :func:`bat_jax.data.video.decode_clip` / :func:`~bat_jax.data.video.decode_segments` (frame
+by :func:`bat_jax.data.decode.decode_clip` / :func:`~bat_jax.data.decode.decode_segments` (frame
 count = number of images), so sampling (``data.sampling='segments'`` for TSN / RSA),
 augmentation, no-flip keywords, sharding, iterator state and broken-file handling are those of
 :mod:`bat_jax.data.pipeline`. A listed video whose folder is missing or empty stays a record: it
@@ -24,8 +24,9 @@ import dataclasses
 import os
 from typing import Sequence
 
-from bat_jax.data import pipeline
-from bat_jax.data.pipeline import broken_files, reset_broken_files  # pylint: disable=unused-import
+from bat_jax.data import core, pipeline
+from bat_jax.data.core import config_get, config_require
+from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
 
 __all__ = ['FRAMES_DIR', 'Split', 'read_class_names', 'read_split_csv', 'find_csv', 'load_split',
            'make_train_iterator', 'make_eval_iterator', 'broken_files', 'reset_broken_files']
@@ -107,15 +108,15 @@ def load_split(root: str, split: str, *, frames_dir: str | None = None) -> Split
 
 
 def _load(data_config, split: str) -> Split:
-  root = pipeline._require(data_config, 'root')  # pylint: disable=protected-access
-  return load_split(root, split, frames_dir=pipeline._get(data_config, 'frames_dir', None))  # pylint: disable=protected-access
+  root = config_require(data_config, 'root')
+  return load_split(root, split, frames_dir=config_get(data_config, 'frames_dir', None))
 
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
-                        num_epochs: int | None = None) -> pipeline.VideoIterator:
+                        num_epochs: int | None = None) -> core.GrainIterator:
   """:func:`bat_jax.data.pipeline.make_train_iterator` on the Something-Something V1 records."""
-  sp = _load(data_config, pipeline._get(data_config, 'train_split', 'train'))  # pylint: disable=protected-access
+  sp = _load(data_config, config_get(data_config, 'train_split', 'train'))
   return pipeline.make_train_iterator(data_config, global_batch_size, process_index,
                                       process_count, seed, num_epochs=num_epochs,
                                       records=sp.records, class_names=sp.class_names)
@@ -123,9 +124,9 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
 
 def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
                        process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
-                       crop_size: int | None = None) -> pipeline.VideoIterator:
+                       crop_size: int | None = None) -> core.GrainIterator:
   """:func:`bat_jax.data.pipeline.make_eval_iterator` on the Something-Something V1 records."""
-  sp = _load(data_config, pipeline._get(data_config, 'eval_split', 'val'))  # pylint: disable=protected-access
+  sp = _load(data_config, config_get(data_config, 'eval_split', 'val'))
   it = pipeline.make_eval_iterator(data_config, global_batch_size, process_index, process_count,
                                    num_clips=num_clips, num_crops=num_crops,
                                    crop_size=crop_size, records=sp.records)

@@ -40,7 +40,7 @@ from concurrent import futures
 
 import numpy as np
 
-from bat_jax.data.video import write_video
+from bat_jax.data.decode import write_video
 
 COLOURS = {'red': (215, 35, 35), 'blue': (35, 75, 225)}
 MOTIONS = ('up', 'down', 'grow', 'shrink')

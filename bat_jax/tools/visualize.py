@@ -276,6 +276,7 @@ def load_input(config: Any, video: str | None = None,
   image ``(H, W, 3)`` otherwise (frames are always ``(T, H, W, 3)``)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
+  from bat_jax.data import decode as D  # pylint: disable=g-import-not-at-top
   from bat_jax.data import video as video_lib  # pylint: disable=g-import-not-at-top
   from bat_jax.models.registry import is_video  # pylint: disable=g-import-not-at-top
 
@@ -289,7 +290,7 @@ def load_input(config: Any, video: str | None = None,
   if video is not None:
     num_frames = int(_data_get(config, 'num_frames', size[0] if len(size) == 3 else 1))
     stride = int(_data_get(config, 'frame_stride', 1))
-    frames = video_lib.decode_clip(video, num_frames, stride, 'center', short_side=short)
+    frames = D.decode_clip(video, num_frames, stride, 'center', short_side=short)
   else:
     with Image.open(image) as im:
       frame = np.asarray(im.convert('RGB'))

@@ -23,7 +23,6 @@ steps since the last metrics line are carried in the checkpoint.
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.util
 import inspect
 import json
@@ -44,7 +43,8 @@ from jax.experimental import multihost_utils
 
 from bat_jax import build_model
 from bat_jax.models.registry import is_video
-from bat_jax.evaluation import views
+from bat_jax.data import views
+from bat_jax.data.registry import DATA_SOURCES, data_module
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import faults
 from bat_jax.training import optim
@@ -248,32 +248,13 @@ def _check_devices(config: ml_collections.ConfigDict) -> None:
 # Data sources.
 
 
-# data.name -> the module with make_train_iterator / make_eval_iterator.
-DATA_SOURCES = {
-    'synthetic': 'bat_jax.data.synthetic',
-    'kinetics400': 'bat_jax.data.pipeline',
-    'mini_kinetics200': 'bat_jax.data.pipeline',
-    'toy_video': 'bat_jax.data.pipeline',
-    'imagenet2012': 'bat_jax.data.imagenet',
-    'imagenet_folder': 'bat_jax.data.imagenet',
-    'cifar10': 'bat_jax.data.cifar',
-    'cifar100': 'bat_jax.data.cifar',
-    'something_something_v1': 'bat_jax.data.something_something',
-}
-
-
-def data_module(data_config: ml_collections.ConfigDict) -> Any:
-  """The module with ``make_train_iterator`` / ``make_eval_iterator`` for ``data.name``."""
-  return importlib.import_module(DATA_SOURCES[data_config.name])
-
-
 def _eval_batch_size(config: ml_collections.ConfigDict) -> int:
   size = _get(config, 'eval_batch_size', -1)
   return size if size > 0 else config.global_batch_size
 
 
 # ---------------------------------------------------------------------------------------------
-# Evaluation protocols (``evaluate.py --protocol``; bat_jax/evaluation/views.py):
+# Evaluation protocols (``evaluate.py --protocol``; bat_jax/data/views.py):
 #   clip     one clip (or image) per example as the eval iterator gives it (centre clip, centre
 #            crop): top-1, top-5, mean per-class accuracy, loss;
 #   30view   10 clips x 3 crops of data.eval_short_side^2 (fully convolutional), softmax averaged

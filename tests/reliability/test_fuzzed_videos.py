@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from bat_jax.data import pipeline
-from bat_jax.data import video as V
+from bat_jax.data import decode as D
 from tests.reliability.conftest import LONG, record
 from tests.test_video_data import _cfg, _coded_frames
 
@@ -29,7 +29,7 @@ def write_set(root: str, n_train: int, n_val: int) -> dict[str, list[str]]:
       folder = os.path.join(root, split, label) if split == 'train' else os.path.join(root, split)
       os.makedirs(folder, exist_ok=True)
       path = os.path.join(folder, f'{yid}_000000_000001.mp4')
-      V.write_video(path, _coded_frames(i % 20), fps=8, gop_size=4)
+      D.write_video(path, _coded_frames(i % 20), fps=8, gop_size=4)
       rows.append((label, yid, 0, 1, split, 0))
       paths[split].append(path)
     with open(os.path.join(root, f'{split}.csv'), 'w', newline='') as f:

@@ -27,7 +27,7 @@ frame 0, the last one ends on the last frame, and neighbouring starts differ by
 video (Wang et al.'s non-local testing and PySlowFast's ``use_offset`` sampling; PySlowFast's
 default ``k (n - window) / K`` never reaches the end, TSN takes segment centres). With ``K = 1``
 the clip is the centre one, ``round_half_up((n - window) / 2)``. A video shorter than the window
-has the single start 0 (its frames loop, :func:`bat_jax.data.video.clip_indices`), so all its
+has the single start 0 (its frames loop, :func:`bat_jax.data.decode.clip_indices`), so all its
 clips are the same.
 
 Crop positions (spatial), after the short-side resize to an ``h x w`` frame:
