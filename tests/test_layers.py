@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bat_jax.models.layers import Conv, max_pool_hw, max_pool_time
+from bat_jax.nn.layers import Conv, max_pool_hw, max_pool_time
 
 
 def conv3d_reference(x, kernel, strides, padding):

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bat_jax.models.layers import Conv, kaiming_fan_out
+from bat_jax.nn.layers import Conv, kaiming_fan_out
 from bat_jax.ops import rsa as rsa_ops
 
 Array = jax.Array

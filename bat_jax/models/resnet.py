@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from flax.core import lift
 from flax.linen import transforms as nn_transforms
 
-from bat_jax.models.layers import Conv, batch_norm, max_pool_hw, max_pool_time
+from bat_jax.nn.layers import Conv, batch_norm, max_pool_hw, max_pool_time
 from bat_jax.models.regularizers import drop_path, stochastic_depth_rates
 from bat_jax.ops.tsm import temporal_shift
 
