@@ -179,9 +179,6 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def all_steps(self) -> Sequence[int]:
-    return self.manager.all_steps()
-
   def save(self, step: int, state: TrainState, data_state: Any, meta: Mapping[str, Any]) -> bool:
     """Starts an async save of ``step`` (no-op if that step is already saved)."""
     if step in self.manager.all_steps():
