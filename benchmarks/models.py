@@ -209,9 +209,11 @@ def _compiler_options() -> dict[str, Any]:
 
 def load_config(module: str, dtype: str = 'float32', **model_overrides: Any) -> Any:
   """``configs/<module>.py``'s config; ``model_overrides`` keys are ``model`` fields, dotted for
-  nested ones (``'block.groups'``)."""
+  nested ones (``'block.groups'``). BatchNorm runs over the whole timed batch (1 clip, 8 images:
+  ``bn_group_size=0``), which a recipe's per-GPU group size need not divide."""
   cfg = importlib.import_module(f'configs.{module}').get_config()
   cfg.model.dtype = dtype
+  cfg.model.bn_group_size = 0
   for k, v in model_overrides.items():
     target = cfg.model
     *path, last = k.split('.')

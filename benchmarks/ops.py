@@ -131,7 +131,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from bat_jax import build_model  # noqa: E402
-from bat_jax.models import layers  # noqa: E402
+from bat_jax.nn import layers  # noqa: E402
 from bat_jax.training import steps  # noqa: E402
 
 import models as models_bench  # noqa: E402  pylint: disable=g-import-not-at-top

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bat_jax import build_model
-from bat_jax.models.layers import Conv
+from bat_jax.nn.layers import Conv
 from bat_jax.models.resnet import BasicBlock, Bottleneck, SqueezeExcite
 from bat_jax.ops.tsm import temporal_shift
 from bat_jax.tools import complexity, summary

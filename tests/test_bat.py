@@ -9,6 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from bat_jax.blocks.bat import BATBlock
+from bat_jax.nn import xla_cpu
 from bat_jax.ops import bilinear
 from tests.util import random_variables
 from tests.reference import bat_ref
@@ -141,26 +142,16 @@ def test_block_transform_equals_dense_kron_product(n, b_h, b_w, crop_h, crop_w, 
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_cell_matmul_gradients_are_the_transposed_products():
-  """The hand-written VJP of ``cell_matmul``: dM = G Z^T and dZ = M^T G (NumPy, float64)."""
-  rng = np.random.default_rng(0)
-  m, z, g = rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(2, 3, 5, 7)), rng.normal(size=(2, 3, 5, 7))
-  with jax.enable_x64(True):
-    out, vjp = jax.vjp(bilinear.cell_matmul, jnp.asarray(m), jnp.asarray(z))
-    dm, dz = vjp(jnp.asarray(g))
-  np.testing.assert_allclose(out, m @ z, rtol=1e-12)
-  np.testing.assert_allclose(dm, g @ np.swapaxes(z, -1, -2), rtol=1e-12)
-  np.testing.assert_allclose(dz, np.swapaxes(m, -1, -2) @ g, rtol=1e-12)
-
-
 @pytest.mark.parametrize('shape,k,tk,size,b_t', [
     ((1, 2, 6, 6, 4), 2, 0, 3, 1),      # 2D: exact 3x3 grid of 2x2 cells
     ((2, 4, 5, 7, 8), 4, 2, 3, 2),      # 3D, short last cells, two frames per temporal cell
     ((1, 3, 4, 4, 6), 2, 3, 2, 1),      # temporal groups that cut spatial groups (other path)
 ])
-def test_bat_transform_gradients_match_finite_differences(shape, k, tk, size, b_t):
+@pytest.mark.parametrize('matmul', [xla_cpu.cell_matmul, bilinear.cell_matmul],
+                         ids=['xla_cpu', 'plain'])
+def test_bat_transform_gradients_match_finite_differences(shape, k, tk, size, b_t, matmul):
   """Reverse-mode gradients of the whole transform w.r.t. X, P, Q, T against central differences
-  (float64): what the custom VJP of ``cell_matmul`` feeds into training."""
+  (float64), through the plain ``cell_matmul`` and its XLA:CPU form (``nn.xla_cpu``)."""
   n, t, h, w, _ = shape
   (n_h, b_h), (n_w, b_w) = bilinear.block_layout(h, size), bilinear.block_layout(w, size)
   n_t = -(-t // b_t)
@@ -170,7 +161,7 @@ def test_bat_transform_gradients_match_finite_differences(shape, k, tk, size, b_
     p = jnp.asarray(rng.normal(size=(n * t, k, n_h, n_h)))
     q = jnp.asarray(rng.normal(size=(n * t, k, n_w, n_w)))
     tm = jnp.asarray(rng.normal(size=(n, tk, n_t, n_t))) if tk else None
-    fn = lambda *a: bilinear.bat_transform(*a, b_h, b_w, b_t)  # noqa: E731
+    fn = lambda *a: bilinear.bat_transform(*a, b_h, b_w, b_t, matmul)  # noqa: E731
     check_grads(fn, (y, p, q, tm), order=1, modes=['rev'], eps=1e-4,
                               atol=1e-5, rtol=1e-5)  # O(eps^2): the map is quartic
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from bat_jax import build_model
-from bat_jax.models.layers import BatchNorm
+from bat_jax.nn.layers import BatchNorm
 from bat_jax.training import loop
 from bat_jax.training.loop import ConfigError, validate_config
 from configs import args

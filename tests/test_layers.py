@@ -1,11 +1,13 @@
-"""The video conv's fast paths compute the same function as a plain 3-D convolution."""
+"""``Conv`` and the max pools against float64 NumPy written from their definitions, on both speed
+paths (``BAT_JAX_SPEED_PATH``: the XLA:CPU forms of ``nn.xla_cpu`` and the plain ones)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bat_jax.models.layers import Conv, max_pool_hw, max_pool_time
+from bat_jax.nn import xla_cpu
+from bat_jax.nn.layers import Conv, max_pool_hw, max_pool_time
 
 
 def conv3d_reference(x, kernel, strides, padding):
@@ -31,7 +33,9 @@ def conv3d_reference(x, kernel, strides, padding):
     ((5, 7, 7), (1, 2, 2)),   # the I3D stem: a real 3-D conv
     ((1, 1, 1), (1, 2, 2)),   # projection shortcut
 ])
-def test_conv_paths_match_3d_convolution(kernel_size, strides):
+@pytest.mark.parametrize('path', ['cpu', 'plain'])
+def test_conv_paths_match_3d_convolution(kernel_size, strides, path, monkeypatch):
+  monkeypatch.setenv(xla_cpu.SPEED_PATH_ENV, path)
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 6, 9, 10, 3))
   conv = Conv(4, kernel_size, strides, use_bias=True)
@@ -43,7 +47,9 @@ def test_conv_paths_match_3d_convolution(kernel_size, strides):
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_pools_match_numpy():
+@pytest.mark.parametrize('path', ['cpu', 'plain'])
+def test_pools_match_numpy(path, monkeypatch):
+  monkeypatch.setenv(xla_cpu.SPEED_PATH_ENV, path)
   x = np.random.default_rng(1).normal(size=(1, 4, 5, 6, 2)).astype(np.float32)
   got = np.asarray(max_pool_hw(jnp.asarray(x), 3, 2, 1))
   padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)

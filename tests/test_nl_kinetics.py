@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bat_jax import build_model
-from bat_jax.models.layers import max_pool_time
+from bat_jax.nn.layers import max_pool_time
 from bat_jax.models.registry import BACKBONES
 from bat_jax.models.resnet import ResNet
 from bat_jax.tools import complexity, summary

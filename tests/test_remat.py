@@ -93,7 +93,7 @@ def test_remat_lowers_the_compiled_peak():
 
   (``jax.checkpoint`` / ``nn.remat`` alone does not achieve this on XLA:CPU, whose scheduler
   runs the recomputation right after the forward pass and so raises the peak; see
-  ``bat_jax.models.resnet.remat_module``.)"""
+  ``bat_jax.nn.xla_cpu.remat_module``.)"""
   x = jax.ShapeDtypeStruct((1, 8, 64, 64, 3), jnp.float32)
 
   def temp_bytes(cfg):

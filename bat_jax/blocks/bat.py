@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from bat_jax.blocks.fields import validate_fields
-from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
+from bat_jax.nn.layers import Conv, batch_norm, cell_matmul, kaiming_fan_out
 from bat_jax.ops import bilinear
 
 Array = jax.Array
@@ -190,7 +190,8 @@ class BATBlock(nn.Module):
       if tmat is not None:
         out = bilinear.temporal_transform(out, tmat, layout_t[1])
     else:
-      out = bilinear.bat_transform(y, p, q, tmat, layout_h[1], layout_w[1], layout_t[1])
+      out = bilinear.bat_transform(y, p, q, tmat, layout_h[1], layout_w[1], layout_t[1],
+                                    matmul=cell_matmul)
     if self.is_mutable_collection('intermediates'):
       full = lambda m, b, length: bilinear.resize_matrix(m, b, length)  # noqa: E731
       self.sow('intermediates', 'P', full(p, layout_h[1], h).reshape(n, t, *p.shape[1:2], h, h))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from bat_jax.blocks.fields import validate_fields
-from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out, max_pool_hw
+from bat_jax.nn.layers import Conv, batch_norm, kaiming_fan_out, max_pool_hw
 from bat_jax.ops import affinity as ops
 
 Array = jax.Array

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from bat_jax.blocks.fields import validate_fields
-from bat_jax.models.layers import Conv, batch_norm, kaiming_fan_out
+from bat_jax.nn.layers import Conv, batch_norm, kaiming_fan_out
 from bat_jax.ops import rsa as rsa_ops
 
 Array = jax.Array

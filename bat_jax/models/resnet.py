@@ -37,101 +37,15 @@ from typing import Any, Callable, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.core import lift
-from flax.linen import transforms as nn_transforms
 
-from bat_jax.models.layers import Conv, batch_norm, max_pool_hw, max_pool_time
 from bat_jax.models.regularizers import drop_path, stochastic_depth_rates
+from bat_jax.nn.layers import Conv, batch_norm, max_pool_hw, max_pool_time, remat
 from bat_jax.ops.tsm import temporal_shift
 
 Array = jax.Array
 STAGES = ('res2', 'res3', 'res4', 'res5')
 CIFAR_STAGES = ('res1', 'res2', 'res3')  # chebysnl §3.1 calls the first CIFAR stage "res1"
 STEMS = ('imagenet', 'cifar')
-
-
-def _tie(x: Any, token: Array) -> Any:
-  """``x`` with a data dependency on ``token`` (a scalar +-0) and the same values: one element
-  gets ``+ token`` (in place). Non-float leaves pass through."""
-  if not isinstance(x, jax.Array) or not jnp.issubdtype(x.dtype, jnp.floating) or x.ndim == 0:
-    return x
-  return x.at[(0,) * x.ndim].add(token.astype(x.dtype))
-
-
-def _tied_remat(fun: Callable[..., Any], num_tied: int) -> Callable[..., Any]:
-  """``jax.checkpoint`` whose recomputation waits for the incoming cotangent.
-
-  The backward pass recomputes ``fun`` from its inputs, like ``jax.checkpoint``; but the inputs it
-  recomputes from (the last ``num_tied`` arguments: the block's activations) first get a data
-  dependency on the output cotangent. XLA:CPU ignores ``jax.checkpoint``'s optimization barriers
-  when scheduling and runs the recomputation right after the forward pass, so plain remat there
-  raises the peak instead of lowering it (docs/performance.md); with the dependency the
-  recomputation can only run when the backward pass reaches the block.
-  """
-
-  @jax.custom_vjp
-  def wrapped(*args):
-    return fun(*args)
-
-  def fwd(*args):
-    return fun(*args), args
-
-  def bwd(args, ct):
-    first = next((c for c in jax.tree.leaves(ct)
-                  if jnp.issubdtype(c.dtype, jnp.floating) and c.size), None)
-    if first is not None:
-      token = jnp.where(first.reshape(-1)[0] > 0, 0.0, -0.0)  # +-0: adding it changes nothing
-      cut = len(args) - num_tied
-      args = args[:cut] + tuple(jax.tree.map(lambda a: _tie(a, token), a) for a in args[cut:])
-    _, vjp = jax.vjp(fun, *args)
-    return vjp(ct)
-
-  wrapped.defvjp(fwd, bwd)
-  return wrapped
-
-
-def _lift_tied_checkpoint(fn: Callable[..., Any], static_argnums: tuple[int, ...] = ()
-                          ) -> Callable[..., Any]:
-  """``flax.core.lift.checkpoint`` with :func:`_tied_remat` in place of ``jax.checkpoint``."""
-
-  def inner(scope_fn, repack_fn, variable_groups, rng_groups, *args):
-    static = {i: args[i] for i in static_argnums}
-    dynamic = [a for i, a in enumerate(args) if i not in static]
-
-    def rematted(variable_groups, rng_groups, *dyn):
-      it = iter(dyn)
-      full = [static[i] if i in static else next(it) for i in range(len(args))]
-      scope = scope_fn(variable_groups, rng_groups)
-      y = fn(scope, *full)
-      return y, repack_fn(scope)
-
-    # Trace the block once: the forward and the recomputation evaluate the same program (a second
-    # trace would open the scope again and could draw other dropout keys).
-    operands = (variable_groups, rng_groups, *dynamic)
-    flat, in_tree = jax.tree.flatten(operands)
-    closed, out_shape = jax.make_jaxpr(
-        lambda *f: rematted(*jax.tree.unflatten(in_tree, f)), return_shape=True)(*flat)
-    out_tree = jax.tree.structure(out_shape)
-
-    def pure(*ops):
-      leaves = jax.tree.leaves(ops)
-      return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, closed.consts,
-                                                              *leaves))
-
-    return _tied_remat(pure, len(dynamic))(*operands)
-
-  return lift.pack(inner, (True,), (True,), (True,), name='remat')
-
-
-def remat_module(target: type[nn.Module], static_argnums: tuple[int, ...] = (2,)
-                 ) -> type[nn.Module]:
-  """``nn.remat(target, static_argnums=...)`` that also rematerialises on XLA:CPU.
-
-  Same parameter names, RNG streams and mutable collections as the plain module (flax's own
-  lifting); ``static_argnums`` counts ``self`` as 0 (``(2,)``: ``__call__(self, x, train)``).
-  """
-  return nn_transforms.lift_transform(
-      _lift_tied_checkpoint, target, static_argnums=tuple(i - 1 for i in static_argnums))
 
 
 def _bn(module: nn.Module, train: bool, **kwargs: Any) -> nn.Module:
@@ -357,7 +271,8 @@ class ResNet(nn.Module):
       less, the first none (RSA recipe: 0.2).
     zero_init_residual: start each residual branch's last BN scale at 0 (off in the papers' runs).
     remat_stages: stages whose residual and inserted blocks are rematerialised in the backward pass
-      (:func:`remat_module`: only each block's input is kept; its activations are recomputed).
+      (``bat_jax.nn.layers.remat``: only each block's input is kept; its activations are
+      recomputed).
     bn_group_size: examples per BatchNorm statistics group in training, for every BN of the
       backbone and of the inserted blocks (``layers.BatchNorm``; 0: the whole batch).
   """
@@ -438,10 +353,10 @@ class ResNet(nn.Module):
     drop_rates = iter(stochastic_depth_rates(self.stochastic_depth, sum(self.stage_sizes)))
     for stage, num_blocks in enumerate(self.stage_sizes):
       stage_name = self.stage_names[stage]
-      remat = stage_name in self.remat_stages
-      residual = remat_module(residual_cls) if remat else residual_cls
-      inserted = (remat_module(self.insert_block)
-                  if remat and self.insert_block else self.insert_block)
+      rematted = stage_name in self.remat_stages
+      residual = remat(residual_cls) if rematted else residual_cls
+      inserted = (remat(self.insert_block)
+                  if rematted and self.insert_block else self.insert_block)
       tks = self.temporal_kernels[stage] if self.temporal_kernels else (1,) * num_blocks
       for i in range(num_blocks):
         extra = (dict(conv2_module=self.conv2_module, conv2_kwargs=self.conv2_kwargs)

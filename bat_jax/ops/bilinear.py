@@ -13,7 +13,7 @@ transform treats them as zeros (like a convolution's zero padding).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import jax
 import jax.numpy as jnp
@@ -170,38 +170,18 @@ def temporal_transform(y: Array, t: Array, b_t: int) -> Array:
   return z.reshape(bsz, n_t * b_t, h, w, c)[:, :length]
 
 
-@jax.custom_vjp
 def cell_matmul(m: Array, z: Array) -> Array:
   """``m @ z`` batched over leading dimensions: ``m (*B, n, n)``, ``z (*B, n, r)`` -> ``(*B, n, r)``.
 
-  The cell contractions of :func:`bat_transform`. Its VJP is written out so that the input
-  gradient ``m^T @ g`` is the same kind of matmul as the forward (batch dimensions leading, the
-  cell index next to them). JAX's automatic transpose of ``dot_general`` asks for it with the cell
-  index last (``(*B, r, n)``, then a transpose), which XLA:CPU runs much slower than the forward
-  for ``n = 7`` (docs/performance.md).
+  The cell contractions of :func:`bat_transform` (``bat_jax.nn.xla_cpu.cell_matmul`` is the same
+  function with a VJP that XLA:CPU runs faster).
   """
   batch = tuple(range(m.ndim - 2))
   return jax.lax.dot_general(m, z, (((m.ndim - 1,), (m.ndim - 2,)), (batch, batch)))
 
 
-def _cell_matmul_fwd(m: Array, z: Array) -> tuple[Array, tuple[Array, Array]]:
-  return cell_matmul(m, z), (m, z)
-
-
-def _cell_matmul_bwd(residuals: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-  m, z = residuals
-  nb = m.ndim - 2
-  batch = tuple(range(nb))
-  dz = jax.lax.dot_general(m, g, (((nb,), (nb,)), (batch, batch)))  # m^T g
-  dm = jax.lax.dot_general(g, z, (((nb + 1,), (nb + 1,)), (batch, batch)))  # g z^T
-  return dm, dz
-
-
-cell_matmul.defvjp(_cell_matmul_fwd, _cell_matmul_bwd)
-
-
 def bat_transform(y: Array, p: Array, q: Array, t: Array | None, b_h: int, b_w: int,
-                  b_t: int = 1) -> Array:
+                  b_t: int = 1, matmul: Callable[[Array, Array], Array] = cell_matmul) -> Array:
   """The whole BA-transform of a clip: ``block_transform`` on every frame, then (``t`` given)
   ``temporal_transform``; the same function, computed in a group-major layout.
 
@@ -218,7 +198,8 @@ def bat_transform(y: Array, p: Array, q: Array, t: Array | None, b_h: int, b_w: 
 
   The per-channel formulation (``block_transform``) needs a transpose on each side of each of its
   three contractions (``jnp.einsum`` moves the group axis next to the batch axis and back); this
-  one is faster on CPU (docs/performance.md). Multiply-adds are identical.
+  one is faster on CPU (docs/performance.md). Multiply-adds are identical. ``matmul``: the
+  batched matmul, :func:`cell_matmul` or the same function with another VJP.
   """
   n, length, h, w, c = y.shape
   k, n_h, n_w = p.shape[1], p.shape[-1], q.shape[-1]
@@ -234,16 +215,16 @@ def bat_transform(y: Array, p: Array, q: Array, t: Array | None, b_h: int, b_w: 
   z = _pad_axis(_pad_axis(z, 3, hp), 4, wp)
   pm = p.reshape(n, length, k, n_h, n_h).transpose(0, 2, 1, 3, 4).astype(z.dtype)
   qm = q.reshape(n, length, k, n_w, n_w).transpose(0, 2, 1, 4, 3).astype(z.dtype)  # (.., l, v)
-  z = cell_matmul(pm, z.reshape(n, k, length, n_h, b_h * wp * cg))
+  z = matmul(pm, z.reshape(n, k, length, n_h, b_h * wp * cg))
   z = z.reshape(n, k, length, hp, n_w, b_w * cg)
   qm = jnp.broadcast_to(qm[:, :, :, None], (n, k, length, hp, n_w, n_w))
-  z = cell_matmul(qm, z)
+  z = matmul(qm, z)
   z = z.reshape(n, k, length, hp, wp, cg)[:, :, :, :h, :w]
   if tk:
     n_t = t.shape[-1]
     z = _pad_axis(z, 2, n_t * b_t).reshape(n, tk, k // tk, n_t, b_t * h * w * cg)
     tm = jnp.broadcast_to(t.astype(z.dtype)[:, :, None], (n, tk, k // tk, n_t, n_t))
-    z = cell_matmul(tm, z)
+    z = matmul(tm, z)
     z = z.reshape(n, k, n_t * b_t, h, w, cg)[:, :, :length]
   return z.transpose(0, 2, 3, 4, 1, 5).reshape(n, length, h, w, c)
 

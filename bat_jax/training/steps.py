@@ -7,7 +7,6 @@ reductions; the same program runs on 1 device, 8 devices or many processes.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
@@ -16,36 +15,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from bat_jax.nn.xla_cpu import compiler_options
 from bat_jax.training import mesh as mesh_lib
 from bat_jax.training.state import TrainState
 
 Batch = Mapping[str, jax.Array]
-
-# XLA:CPU: convolutions through XLA's own (Eigen) emitter instead of YNNPACK, which it uses by
-# default for them; matmuls and reductions stay on YNNPACK. Same values up to summation order;
-# the ResNet-50 train step is ~10% faster, inference ~5% (docs/performance.md). As an environment
-# flag: XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution.
-_CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type':
-                'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE'}
-_checked_options: dict[str, Any] | None = None
-
-
-def compiler_options() -> dict[str, Any]:
-  """XLA options for the model's jitted steps on this backend (``{}`` off CPU, or when this
-  jaxlib does not know them, or when ``XLA_FLAGS`` already sets the YNN fusion types)."""
-  global _checked_options
-  if _checked_options is None:
-    options: dict[str, Any] = {}
-    if (jax.default_backend() == 'cpu'
-        and 'xla_cpu_experimental_ynn_fusion_type' not in os.environ.get('XLA_FLAGS', '')):
-      try:  # an unknown option or enum value is an error at compile time: probe once
-        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(
-            jnp.zeros((), jnp.float32)).compile()
-        options = dict(_CPU_OPTIONS)
-      except Exception:  # pylint: disable=broad-except
-        options = {}
-    _checked_options = options
-  return dict(_checked_options)
 
 
 def input_key(batch: Mapping[str, Any]) -> str:
