@@ -1,4 +1,4 @@
-"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D (``bat_jax.tools.inflate``,
+"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D (``bat_jax.training.transfer``,
 ``bat_jax.training.checkpoint.load_init_variables``).
 
 The property tested for I3D, precisely: the checkpoint's 2-D kernels ``w`` become
@@ -28,8 +28,8 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.models.registry import i3d_temporal_kernels
-from bat_jax.tools import inflate
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.training import transfer as inflate
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import load_init_variables, write_variables_checkpoint
 from configs import blocks

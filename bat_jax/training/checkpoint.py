@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +31,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from bat_jax.models.registry import VIDEO_BACKBONES
+from bat_jax.training import transfer
 from bat_jax.training.state import TrainState
 
 _MAX_LISTED = 20
@@ -443,7 +444,6 @@ def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
   """The transfer is an image checkpoint into a video model (2-D -> 3-D)."""
   if model_config is None:
     return False
-  from bat_jax.models.registry import VIDEO_BACKBONES  # pylint: disable=g-import-not-at-top
   source = source_model_config(state_dir)
   if source is None or 'name' not in source:
     return False
@@ -458,7 +458,7 @@ def load_init_variables(init_from: str, abstract_state: TrainState, state: Train
   ``load_checkpoint(..., strict=not args.soft_resume)``).
 
   A name loads when the checkpoint has it with the model's shape; 2-D -> 3-D
-  (``bat_jax.tools.inflate``): a ``(1, h, w, i, o)`` kernel going into a ``(t, h, w, i, o)`` one
+  (``bat_jax.training.transfer``): a ``(1, h, w, i, o)`` kernel going into a ``(t, h, w, i, o)`` one
   (I3D) is inflated, i.e. repeated ``t`` times along time and divided by ``t``; a C2D model takes
   an image checkpoint unchanged (same names and shapes). Every other name of the model keeps its
   value in ``state`` (its fresh initialisation): names the checkpoint lacks, names whose shapes
@@ -471,12 +471,10 @@ def load_init_variables(init_from: str, abstract_state: TrainState, state: Train
 
   Raises ``CheckpointMismatchError`` when nothing at all fits (another model entirely).
   """
-  from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
-
   state_dir = resolve_state_dir(init_from)
   saved = _variables_only(flat_shapes(_tree_metadata(state_dir)))
   model = _variables_only(flat_shapes(abstract_state.as_dict()))
-  plan = inflate.plan_transfer(saved, model, ignore=ignore,
+  plan = transfer.plan_transfer(saved, model, ignore=ignore,
                                video_from_image=_video_from_image(state_dir, model_config))
   if not plan.load and not plan.inflate:
     raise CheckpointMismatchError(
@@ -507,7 +505,7 @@ def load_init_variables(init_from: str, abstract_state: TrainState, state: Train
   abstract_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(abstract_vars)[0]}
   for name, t in plan.inflate.items():
     sharding = getattr(abstract_flat[name], 'sharding', None)
-    loaded_flat[name] = jax.jit(lambda k, t=t: inflate.inflate_kernel(k, t),
+    loaded_flat[name] = jax.jit(lambda k, t=t: transfer.inflate_kernel(k, t),
                                 out_shardings=sharding)(loaded_flat[name])
   merged = jax.tree_util.tree_map_with_path(
       lambda path, leaf: loaded_flat.get(_name(path), leaf),
