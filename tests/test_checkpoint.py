@@ -20,7 +20,8 @@ from bat_jax import build_model
 from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import loop, optim, preemption
 from bat_jax.training import state as state_lib
-from bat_jax.training.checkpoint import CheckpointMismatchError, load_init_variables
+from bat_jax.training.checkpoint import CheckpointMismatchError
+from bat_jax.training.transfer import load_init_variables
 from tests import helpers_train as h
 
 STEPS = 12

@@ -1,2 +1,4 @@
-"""Evaluation protocols: view sampling and aggregation (``views``); the drivers are in
-``bat_jax.training.loop`` (``PROTOCOLS``, ``evaluate_checkpoint``) behind ``evaluate.py``."""
+"""Evaluation: the jitted eval / predict steps (``steps``), metrics from sums and the per-video
+view accumulator (``metrics``), view sampling (``views``), the protocols (``protocols``: clip,
+30-view, 250-view, ImageNet; ``PROTOCOLS``) and a progress bar (``progress``). Restoring a
+checkpoint to evaluate it is training's (``bat_jax.training.evaluate``, behind ``evaluate.py``)."""

@@ -329,7 +329,7 @@ def restore_variables(config: Any, workdir: str, step: int | None = None) -> tup
       init_input_shape(config.model), jnp.float32), train=False), jax.random.key(0))
   target = {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
   diff = ckpt_lib.diff_trees(
-      ckpt_lib._variables_only(ckpt_lib.flat_shapes(ckpt_lib._tree_metadata(state_dir))),  # pylint: disable=protected-access
+      ckpt_lib.variables_only(ckpt_lib.flat_shapes(ckpt_lib.tree_metadata(state_dir))),
       ckpt_lib.flat_shapes(target))
   if diff:
     raise ValueError(f'{state_dir.parent} was written by another model than config.model:\n'
@@ -337,7 +337,7 @@ def restore_variables(config: Any, workdir: str, step: int | None = None) -> tup
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         target)
-  variables = ckpt_lib._partial_restore(state_dir, target)  # pylint: disable=protected-access
+  variables = ckpt_lib.partial_restore(state_dir, target)
   return model, variables, int(step)
 
 

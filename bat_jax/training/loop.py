@@ -44,13 +44,13 @@ from bat_jax.evaluation.steps import make_eval_step
 from bat_jax.models.registry import build_model
 from bat_jax.training import broken_files, faults, optim
 from bat_jax.training import state as state_lib
-from bat_jax.training.checkpoint import (CheckpointMismatchError, Checkpointer,
-                                         load_init_variables)
+from bat_jax.training.checkpoint import CheckpointMismatchError, Checkpointer
 from bat_jax.training.config_checks import (INIT_FROM_SCRATCH, ConfigError, check_devices,
                                             validate_config)
 from bat_jax.training.metrics import MetricsWriter
 from bat_jax.training.preemption import PreemptionWatcher, maybe_pause
 from bat_jax.training.steps import make_train_step
+from bat_jax.training.transfer import load_init_variables
 
 
 def _mean(values: list[float]) -> float:
