@@ -46,11 +46,13 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
 from bat_jax.data import video as video_lib
 from bat_jax.models.registry import build_model, is_video
@@ -365,9 +367,6 @@ def visualize(config: Any, workdir: str, out: str, *, video: str | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
   config = config_flags.DEFINE_config_file('config', None, 'The run\'s config.', lock_config=True)
   workdir = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints/, metrics.jsonl).')
   video = flags.DEFINE_string('video', None, 'A video file (the centre clip is used).')

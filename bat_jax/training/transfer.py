@@ -41,6 +41,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from etils import epath
@@ -66,13 +67,8 @@ def inflate_kernel(kernel: Any, t: int) -> Any:
     raise ValueError(f'inflate_kernel expects a (1, h, w, in, out) kernel, got {kernel.shape}')
   if t < 1:
     raise ValueError(f'inflate_kernel: t={t} must be >= 1')
-  xp = np if isinstance(kernel, np.ndarray) else _jnp()
+  xp = np if isinstance(kernel, np.ndarray) else jnp
   return xp.repeat(kernel, t, axis=0) / xp.asarray(t, kernel.dtype)
-
-
-def _jnp():
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp
 
 
 def is_inflatable(source: Shape, target: Shape) -> bool:
