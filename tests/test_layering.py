@@ -1,8 +1,9 @@
 """The package's imports form one downward graph (docs/architecture.md).
 
 Every ``import`` / ``from ... import`` in ``bat_jax/`` -- at module level and inside functions --
-is read with ``ast``; an edge ``a -> b`` joins two subpackages when a module of ``a`` imports one
-of ``b``. The test fails on any cycle between subpackages and on any import that goes up the
+is read with ``ast``, and so is every string that is a whole dotted ``bat_jax.*`` name (a module
+loaded by name, ``importlib.import_module(DATA_SOURCES[name])``); an edge ``a -> b`` joins two
+subpackages when a module of ``a`` imports one of ``b``. The test fails on any cycle between subpackages and on any import that goes up the
 layer order.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'bat_jax'
 
 # Lowest first: a subpackage may import only those before it (and itself).
 LAYERS = ('ops', 'nn', 'blocks', 'models', 'data', 'evaluation', 'training', 'tools')
+_MODULE_NAME = re.compile(r'bat_jax(\.[A-Za-z_]\w*)+')
 
 
 def _subpackage(module: str) -> str | None:
@@ -40,6 +43,9 @@ def _imports(path: pathlib.Path) -> set[str]:
         module = node.module or ''
       names.add(module)
       names.update(f'{module}.{a.name}' for a in node.names)
+    elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+          and _MODULE_NAME.fullmatch(node.value)):
+      names.add(node.value)  # a module imported by name
   return {n for n in names if n.startswith('bat_jax')}
 
 
@@ -83,11 +89,13 @@ def test_reader_sees_function_level_imports(tmp_path):
   pkg = tmp_path / 'bat_jax' / 'ops'
   pkg.mkdir(parents=True)
   f = pkg / 'x.py'
-  f.write_text('def f():\n  from bat_jax.training import loop\n  from ..models import resnet\n')
+  f.write_text('def f():\n  from bat_jax.training import loop\n  from ..models import resnet\n'
+               "  return importlib.import_module('bat_jax.tools.summary')\n")
   global PACKAGE  # pylint: disable=global-statement
   saved, PACKAGE = PACKAGE, tmp_path / 'bat_jax'
   try:
-    assert _imports(f) >= {'bat_jax.training', 'bat_jax.models', 'bat_jax.models.resnet'}
+    assert _imports(f) >= {'bat_jax.training', 'bat_jax.models', 'bat_jax.models.resnet',
+                           'bat_jax.tools.summary'}
   finally:
     PACKAGE = saved
 

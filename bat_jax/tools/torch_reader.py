@@ -31,7 +31,6 @@ class UnsafeCheckpointError(ValueError):
   """The file would need unrestricted unpickling (it may run code when loaded)."""
 
 
-
 _SAFETENSORS_DTYPES = {
     'F64': np.float64, 'F32': np.float32, 'F16': np.float16, 'I64': np.int64, 'I32': np.int32,
     'I16': np.int16, 'I8': np.int8, 'U8': np.uint8, 'BOOL': np.bool_, 'U16': np.uint16,
