@@ -1,5 +1,5 @@
-"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D (``bat_jax.training.transfer``,
-``bat_jax.training.transfer.load_init_variables``).
+"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D
+(``bat_jax.training.transfer``: ``plan_transfer``, ``load_init_variables``).
 
 The property tested for I3D, precisely: the checkpoint's 2-D kernels ``w`` become
 ``w_t = w / t`` repeated ``t`` times along time, so on a clip whose ``T`` frames are all the same
