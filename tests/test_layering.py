@@ -3,8 +3,8 @@
 Every ``import`` / ``from ... import`` in ``bat_jax/`` -- at module level and inside functions --
 is read with ``ast``, and so is every string that is a whole dotted ``bat_jax.*`` name (a module
 loaded by name, ``importlib.import_module(DATA_SOURCES[name])``); an edge ``a -> b`` joins two
-subpackages when a module of ``a`` imports one of ``b``. The test fails on any cycle between subpackages and on any import that goes up the
-layer order.
+subpackages when a module of ``a`` imports one of ``b``. The test fails on any cycle between
+subpackages and on any import that goes up the layer order.
 """
 
 from __future__ import annotations
