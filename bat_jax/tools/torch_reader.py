@@ -18,9 +18,10 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
 import zipfile
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
