@@ -6,7 +6,7 @@ this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stder
 ``DIR/eval_<protocol>.json``. Inputs that cannot be read are left out and listed in
 ``DIR/broken_files_process<i>.json``.
 
-Protocols (``bat_jax.training.loop.PROTOCOLS``, views in ``bat_jax/data/views.py``):
+Protocols (``bat_jax.evaluation.protocols.PROTOCOLS``, views in ``bat_jax/data/views.py``):
 
 * ``clip``: one centre clip, centre crop (``data.crop_size``) per video -- the papers' "clip
   top-1" (for image data sets: one centre crop per image);
@@ -28,13 +28,17 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from bat_jax.training import loop, mesh, metrics
+from bat_jax.data import mesh
+from bat_jax.evaluation import protocols
+from bat_jax.training import config_checks, metrics
+from bat_jax.training import evaluate as evaluate_lib
 from bat_jax.training.checkpoint import CheckpointMismatchError, DamagedCheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config (configs/*.py).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory with checkpoints/.')
-_PROTOCOL = flags.DEFINE_enum('protocol', 'clip', sorted(loop.PROTOCOLS), 'Evaluation protocol.')
+_PROTOCOL = flags.DEFINE_enum('protocol', 'clip', sorted(protocols.PROTOCOLS),
+                              'Evaluation protocol.')
 _STEP = flags.DEFINE_integer('step', -1, 'Checkpoint step; -1: the latest.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar (process 0, stderr).')
 _DISTRIBUTED = flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
@@ -48,11 +52,11 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   metrics.quiet_library_logs()
   try:
-    loop.validate_config(_CONFIG.value, training=False)
+    config_checks.validate_config(_CONFIG.value, training=False)
     mesh.initialize_distributed(_DISTRIBUTED.value)
-    result = loop.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _PROTOCOL.value,
-                                      _STEP.value, progress=_PROGRESS.value)
-  except loop.ConfigError as e:
+    result = evaluate_lib.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value, _PROTOCOL.value,
+                                              _STEP.value, progress=_PROGRESS.value)
+  except config_checks.ConfigError as e:
     sys.exit(f'config error: {e}')
   except (CheckpointMismatchError, DamagedCheckpointError) as e:
     sys.exit(f'checkpoint error: {e}')

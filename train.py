@@ -17,7 +17,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from bat_jax.training import faults, loop, mesh, metrics
+from bat_jax.data import mesh
+from bat_jax.training import config_checks, faults, loop, metrics, preemption
 from bat_jax.training.checkpoint import CheckpointMismatchError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config (a configs/*.py file).',
@@ -41,11 +42,11 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value
   metrics.quiet_library_logs()
   try:
-    loop.validate_config(config)  # before any device or data work
+    config_checks.validate_config(config)  # before any device or data work
     mesh.initialize_distributed(_DISTRIBUTED.value, _HEARTBEAT_TIMEOUT.value,
                                 _SHUTDOWN_TIMEOUT.value)
     result = loop.train_and_evaluate(config, _WORKDIR.value)
-  except loop.ConfigError as e:
+  except config_checks.ConfigError as e:
     sys.exit(f'config error: {e}')
   except CheckpointMismatchError as e:
     sys.exit(f'checkpoint error: {e}')
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> None:
     # Not sys.exit: jax's exit handler would wait at a shutdown barrier for the dead process.
     os._exit(faults.PEER_LOST_EXIT_CODE)  # pylint: disable=protected-access
   if result.get('preempted'):
-    sys.exit(loop.PREEMPTED_EXIT_CODE)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == '__main__':

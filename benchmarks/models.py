@@ -177,7 +177,7 @@ import numpy as np  # noqa: E402
 from bat_jax import build_model  # noqa: E402
 from bat_jax.models.registry import is_video  # noqa: E402
 from bat_jax.tools import summary  # noqa: E402
-from bat_jax.training import mesh as mesh_lib  # noqa: E402
+from bat_jax.data import mesh as mesh_lib  # noqa: E402
 from bat_jax.training import optim  # noqa: E402
 from bat_jax.training import state as state_lib  # noqa: E402
 from bat_jax.training import steps  # noqa: E402

@@ -100,6 +100,6 @@ def get_config(depth: str = 'r50', arch: str = 'c2d', plan: str = '',
   # Required: the ImageNet weights (run_*_32f.sh: TRAIN.PARAMS_FILE
   # r50_pretrain_c2_model_iter450450_clean.pkl): a configs/imagenet_r50.py run, or for ResNet-101
   # torchvision's resnet101 converted with bat_jax/tools/import_torch.py; 'scratch' trains from
-  # random weights. The I3D rows get them inflated (init_from: bat_jax/tools/inflate.py).
+  # random weights. The I3D rows get them inflated (init_from: bat_jax/training/transfer.py).
   config.init_from = ''
   return config

@@ -42,7 +42,7 @@ def get_config(kind: str = 'image') -> ml_collections.ConfigDict:
         type='bat', groups=2, size=4, matrix='block', temporal_groups=0, temporal_size=4,
         normalization='softmax', reduction=2, dropout_rate=0.2))
     config.model.insertions = ml_collections.ConfigDict({'res3': (1,)})
-  config.init_from = 'scratch'  # a video model must say so (loop.validate_config)
+  config.init_from = 'scratch'  # a video model must say so (config_checks.validate_config)
   config.global_batch_size = 16
   config.base_learning_rate = 0.02
   config.lr_base_batch_size = 16

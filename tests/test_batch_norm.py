@@ -20,8 +20,8 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.nn.layers import BatchNorm
-from bat_jax.training import loop
-from bat_jax.training.loop import ConfigError, validate_config
+from bat_jax.training import config_checks
+from bat_jax.training.config_checks import ConfigError, validate_config
 from configs import args
 from tests import helpers_train as h
 
@@ -224,6 +224,6 @@ def test_group_must_divide_the_per_process_batch(monkeypatch):
   config.model.bn_group_size = 32  # divides the global batch (64), not the 16 of a process
   with pytest.raises(ConfigError, match=r'config\.model\.bn_group_size=32 must divide the '
                                         r'per-process batch 16'):
-    loop._check_devices(config)  # pylint: disable=protected-access
+    config_checks.check_devices(config)
   config.model.bn_group_size = 16
-  loop._check_devices(config)  # pylint: disable=protected-access
+  config_checks.check_devices(config)

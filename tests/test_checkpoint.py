@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from bat_jax import build_model
-from bat_jax.training import loop, optim
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.data import mesh as mesh_lib
+from bat_jax.training import loop, optim, preemption
 from bat_jax.training import state as state_lib
-from bat_jax.training.checkpoint import CheckpointMismatchError, load_init_variables
+from bat_jax.training.checkpoint import CheckpointMismatchError
+from bat_jax.training.transfer import load_init_variables
 from tests import helpers_train as h
 
 STEPS = 12
@@ -85,7 +86,7 @@ def test_sigterm_saves_current_step_and_resumes(tmp_path, reference, cache_dir):
   h.wait_for(os.path.join(workdir, 'paused_at_6'), proc, log)
   assert h.checkpoint_steps(workdir) == [4]
   proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=60) == loop.PREEMPTED_EXIT_CODE, open(log).read()[-3000:]
+  assert proc.wait(timeout=60) == preemption.PREEMPTED_EXIT_CODE, open(log).read()[-3000:]
   assert h.checkpoint_steps(workdir) == [4, 6]  # the step it was at, not a periodic one
   saved = h.load_params(workdir, 6)
   assert int(saved['step']) == 6

@@ -1,4 +1,4 @@
-"""Multi-view evaluation (bat_jax/data/views.py, loop.evaluate_views): the 30-view and
+"""Multi-view evaluation (bat_jax/data/views.py, protocols.evaluate_views): the 30-view and
 250-view samplers cover the video evenly, the pipeline produces exactly those views from real
 encoded files, and the view-averaged prediction equals a hand computation on a tiny model."""
 
@@ -14,12 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bat_jax import build_model
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.data import pipeline
 from bat_jax.data import decode as D
 from bat_jax.data import video as V
 from bat_jax.data import views
+from bat_jax.evaluation import metrics as metrics_lib
+from bat_jax.evaluation import protocols
+from bat_jax.training import config_checks
+from bat_jax.training import evaluate as evaluate_lib
 from bat_jax.training import loop
-from bat_jax.training import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from tests import helpers_train as h
 
@@ -36,7 +40,7 @@ def test_protocol_table():
   assert views.PROTOCOL_VIEWS['30view'] == views.ViewSpec(10, 3, 'eval_short_side')
   assert views.PROTOCOL_VIEWS['250view'] == views.ViewSpec(25, 10, 'crop_size')
   assert views.PROTOCOL_VIEWS['clip'].num_views == 1
-  assert set(loop.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet'}
+  assert set(protocols.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet'}
 
 
 def test_kinetics_clip_starts():
@@ -202,7 +206,7 @@ def test_pipeline_views_are_the_sampled_clips_and_crops(coded_root, protocol):
 def test_accumulator_averages_softmax_per_video_and_ignores_padding():
   logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 0.0], [9.0, 9.0, 9.0],
                      [0.0, 0.0, 3.0]])
-  acc = views.ViewAccumulator(3)
+  acc = metrics_lib.ViewAccumulator(3)
   acc.add(logits[:3], np.array([0, 0, 1]), np.array([4, 4, 7]), np.array([True, True, True]))
   acc.add(logits[3:], np.array([1, 1]), np.array([-1, 7]), np.array([False, True]))
   e = np.exp(logits - logits.max(1, keepdims=True))
@@ -211,8 +215,8 @@ def test_accumulator_averages_softmax_per_video_and_ignores_padding():
   np.testing.assert_allclose(acc.mean_logits(), [(logits[0] + logits[1]) / 2,
                                                  (logits[2] + logits[4]) / 2])
   assert acc.video_ids().tolist() == [4, 7] and acc.view_counts().tolist() == [2, 2]
-  sums = views.video_metric_sums(acc.mean_probs(), acc.labels(), 3)
-  m = views.metrics_from_sums(sums)
+  sums = metrics_lib.video_metric_sums(acc.mean_probs(), acc.labels(), 3)
+  m = metrics_lib.metrics_from_sums(sums)
   # video 4 -> class 0 (correct); video 7: p = (0.5, 0.5, 0) and (0.05, 0.05, 0.9) -> class 2
   assert m['top1'] == 0.5 and m['top5'] == 1.0 and m['mean_class_accuracy'] == 0.5
 
@@ -235,7 +239,7 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
   cfg.data = _data_cfg(coded_root, crop_size=24 if protocol == '250view' else 32)
   cfg.eval_batch_size = 14  # views of a video straddle batches; the last batch is padded
   spec = views.PROTOCOL_VIEWS[protocol]
-  acc, info = loop.predict_views(cfg, model, variables, mesh, spec, label=protocol)
+  acc, info = protocols.predict_views(cfg, model, variables, mesh, spec, label=protocol)
 
   apply = jax.jit(lambda x: model.apply(variables, x, train=False))
   paths = sorted(os.path.join(coded_root, 'val', f) for f in os.listdir(
@@ -272,7 +276,7 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
   np.testing.assert_allclose(acc.mean_probs(), hand, rtol=1e-4, atol=1e-6)
   assert (info['crop_size'], info['short_side']) == (crop, 32)
   if protocol == '30view':  # the metrics of evaluate_views are those of the averaged softmax
-    result = loop.evaluate_views(cfg, model, variables, mesh, protocol=protocol)
+    result = protocols.evaluate_views(cfg, model, variables, mesh, protocol=protocol)
     hits = np.argmax(hand, 1) == labels
     assert result['top1'] == pytest.approx(hits.mean())
     assert result['mean_class_accuracy'] == pytest.approx(
@@ -284,9 +288,9 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
 
 def test_protocol_errors(tiny_model, coded_root):
   cfg, model, variables, mesh = tiny_model
-  with pytest.raises(loop.ConfigError, match='needs a video data set'):
-    loop.evaluate_views(cfg, model, variables, mesh, protocol='30view')  # synthetic data
-  with pytest.raises(loop.ConfigError, match='imagenet2012 or imagenet_folder'):
-    loop.evaluate_imagenet(cfg, model, variables, mesh)
-  with pytest.raises(loop.ConfigError, match="allowed: \\['250view', '30view', 'clip'"):
-    loop.evaluate_checkpoint(cfg, '/nonexistent', protocol='10view')
+  with pytest.raises(config_checks.ConfigError, match='needs a video data set'):
+    protocols.evaluate_views(cfg, model, variables, mesh, protocol='30view')  # synthetic data
+  with pytest.raises(config_checks.ConfigError, match='imagenet2012 or imagenet_folder'):
+    protocols.evaluate_imagenet(cfg, model, variables, mesh)
+  with pytest.raises(config_checks.ConfigError, match="allowed: \\['250view', '30view', 'clip'"):
+    evaluate_lib.evaluate_checkpoint(cfg, '/nonexistent', protocol='10view')

@@ -16,7 +16,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from bat_jax.data import imagenet, pipeline
-from bat_jax.training import loop
+from bat_jax.training import config_checks, loop
+from bat_jax.training import evaluate as evaluate_lib
 from tests import helpers_train as h
 
 loop.mark_flags_parsed()
@@ -253,13 +254,13 @@ def test_folder_source_labels_decodes_and_reports_broken_files(folder_root):
 def test_config_validation_for_both_sources(folder_root):
   from configs import base_imagenet  # pylint: disable=g-import-not-at-top
   cfg = base_imagenet.get_config()
-  with pytest.raises(loop.ConfigError, match='config.data.data_dir is empty'):
-    loop.validate_config(cfg)
+  with pytest.raises(config_checks.ConfigError, match='config.data.data_dir is empty'):
+    config_checks.validate_config(cfg)
   cfg.data.name = 'imagenet_folder'
-  with pytest.raises(loop.ConfigError, match='config.data.root is empty'):
-    loop.validate_config(cfg)
+  with pytest.raises(config_checks.ConfigError, match='config.data.root is empty'):
+    config_checks.validate_config(cfg)
   cfg.data.root = folder_root
-  loop.validate_config(cfg)  # data_dir may stay empty
+  config_checks.validate_config(cfg)  # data_dir may stay empty
 
 
 def test_short_training_run_on_jpeg_folders(folder_root, tmp_path):
@@ -275,5 +276,5 @@ def test_short_training_run_on_jpeg_folders(folder_root, tmp_path):
   with open(tmp_path / 'broken_files_process0.json') as f:
     names = {os.path.basename(e['path']) for e in json.load(f)}
   assert {'zero.JPEG'} <= names <= {'zero.JPEG', 'truncated.JPEG', 'text.JPEG'}
-  out = loop.evaluate_checkpoint(cfg, str(tmp_path), 'imagenet', progress=False)
+  out = evaluate_lib.evaluate_checkpoint(cfg, str(tmp_path), 'imagenet', progress=False)
   assert out['num_examples'] == 4 and 0 <= out['top1'] <= out['top5'] <= 1

@@ -105,9 +105,9 @@ np.save(f'{out}/x.npy', x.numpy())
 np.save(f'{out}/logits.npy', y.numpy())
 
 # The tool's reading half with torch.load(weights_only=True).
-spec = importlib.util.spec_from_file_location('import_torch', f'{repo}/bat_jax/tools/import_torch.py')
+spec = importlib.util.spec_from_file_location('torch_reader', f'{repo}/bat_jax/tools/torch_reader.py')
 it = importlib.util.module_from_spec(spec)
-sys.modules['import_torch'] = it  # dataclasses look their module up
+sys.modules['torch_reader'] = it
 spec.loader.exec_module(it)
 result = {'torch': torch.__version__, 'torchvision': torchvision.__version__}
 ref = model.state_dict()
@@ -173,7 +173,7 @@ def test_torchvision_resnet50_logits_match(torch_side, tmp_path):
   # Restore as evaluate.py does (tree check + partial restore onto the mesh).
   import optax  # pylint: disable=g-import-not-at-top
   from configs import imagenet_r50  # pylint: disable=g-import-not-at-top
-  from bat_jax.training import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from bat_jax.data import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from bat_jax.training import state as state_lib  # pylint: disable=g-import-not-at-top
   from bat_jax.training.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
   cfg = imagenet_r50.get_config()

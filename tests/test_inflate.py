@@ -1,5 +1,5 @@
-"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D (``bat_jax.tools.inflate``,
-``bat_jax.training.checkpoint.load_init_variables``).
+"""2-D -> 3-D: ``config.init_from`` an image checkpoint into C2D and I3D
+(``bat_jax.training.transfer``: ``plan_transfer``, ``load_init_variables``).
 
 The property tested for I3D, precisely: the checkpoint's 2-D kernels ``w`` become
 ``w_t = w / t`` repeated ``t`` times along time, so on a clip whose ``T`` frames are all the same
@@ -28,10 +28,11 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.models.registry import i3d_temporal_kernels
-from bat_jax.tools import inflate
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import state as state_lib
-from bat_jax.training.checkpoint import load_init_variables, write_variables_checkpoint
+from bat_jax.training import transfer as inflate
+from bat_jax.training.checkpoint import write_variables_checkpoint
+from bat_jax.training.transfer import load_init_variables
 from configs import blocks
 
 NUM_CLASSES = 6

@@ -12,8 +12,8 @@ import re
 import pytest
 
 from bat_jax import build_model
-from bat_jax.tools import inflate
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.training import transfer as inflate
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import flat_shapes
 from configs import args

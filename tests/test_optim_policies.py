@@ -16,7 +16,7 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.training import optim
-from bat_jax.training.loop import ConfigError, validate_config
+from bat_jax.training.config_checks import ConfigError, validate_config
 
 
 def abstract_params(cfg, shape):

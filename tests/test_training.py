@@ -14,9 +14,10 @@ import optax
 import pytest
 from jax.sharding import Mesh
 
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.data import synthetic
-from bat_jax.training import loop, optim, steps
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.evaluation import steps
+from bat_jax.training import config_checks, loop, optim
 from bat_jax.training import state as state_lib
 from tests import helpers_train as h
 
@@ -94,8 +95,8 @@ def test_cosine_over_all_steps_as_the_released_video_code():
 
 def test_cosine_span_is_validated():
   cfg = _recipe(schedule='cosine', cosine_span='everything')
-  with pytest.raises(loop.ConfigError, match='config.cosine_span'):
-    loop.validate_config(cfg)
+  with pytest.raises(config_checks.ConfigError, match='config.cosine_span'):
+    config_checks.validate_config(cfg)
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,282 +51,40 @@ dict's ``state_dict`` / ``model`` / ``model_state_dict`` entry is taken):
   ``g``, ``W.0`` -> ``w``, ``W.1`` (BN) -> ``bn``; all convs have a bias. The released models
   pool the stem with padding 0: import them for a config with ``model.pool1_padding=0``.
 
-Reading never executes code from the file: ``.safetensors`` are parsed directly; PyTorch files
-(``torch.save``) go through ``torch.load(..., weights_only=True)`` when torch is installed, else
-through a restricted unpickler of this module that accepts tensors, storages, ``OrderedDict``
-and plain Python values only. A file that needs anything else (a pickled model class, a
-``__reduce__`` that calls a function) is refused with :class:`UnsafeCheckpointError`.
+Reading (``bat_jax.tools.torch_reader``) never executes code from the file.
 
 Every tensor is accounted for: the report lists loaded (and inflated), skipped
 (``num_batches_tracked``), missing (in the model only), unexpected (in the file only) and
 shape-mismatched names; ``--strict`` fails on any of the last three. Without it, what does not
 fit keeps the model's initial value (seed ``--seed``), e.g. a 1000-class ``fc`` in a 400-class
-model. A 2-D checkpoint converted for an I3D config is inflated (``bat_jax.tools.inflate``).
-
-This module imports only numpy (and torch, if asked to read a ``.pth`` with it) at the top, so
-the reading half also runs in a PyTorch-only environment; JAX is imported by the converting half.
+model. A 2-D checkpoint converted for an I3D config is inflated (``bat_jax.training.transfer``).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import io
-import json
 import os
-import pickle
 import re
-import struct
 import sys
-import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-READERS = ('auto', 'torch', 'builtin')
-
-
-class UnsafeCheckpointError(ValueError):
-  """The file would need unrestricted unpickling (it may run code when loaded)."""
+from bat_jax.models.registry import BACKBONES, build_model
+from bat_jax.models.resnet import STAGES
+from bat_jax.tools.torch_reader import READERS, UnsafeCheckpointError, read_state_dict
+from bat_jax.training import checkpoint as ckpt_lib
+from bat_jax.training import transfer
+from bat_jax.training.metrics import quiet_library_logs
+from bat_jax.training.state import init_input_shape
 
 
 class ImportMismatchError(ValueError):
   """``--strict`` and something is missing, unexpected or shape-mismatched."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading files: safetensors, torch.save zip archives (torch.load(weights_only=True) or a
-# restricted unpickler).
-
-_SAFETENSORS_DTYPES = {
-    'F64': np.float64, 'F32': np.float32, 'F16': np.float16, 'I64': np.int64, 'I32': np.int32,
-    'I16': np.int16, 'I8': np.int8, 'U8': np.uint8, 'BOOL': np.bool_, 'U16': np.uint16,
-    'U32': np.uint32, 'U64': np.uint64,
-}
-_TORCH_STORAGES = {
-    'DoubleStorage': np.float64, 'FloatStorage': np.float32, 'HalfStorage': np.float16,
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
-}
-_REFUSED_HINT = ('Only tensors, storages and plain Python values are read. Re-save just the '
-                 'weights (torch.save(model.state_dict(), path)) or convert the file to '
-                 '.safetensors (safetensors.torch.save_file) in an environment you trust.')
-
-
-def _bfloat16() -> Any:
-  try:
-    import ml_dtypes  # pylint: disable=g-import-not-at-top
-    return ml_dtypes.bfloat16
-  except ImportError:
-    return None
-
-
-def _to_float32_if_bf16(a: np.ndarray) -> np.ndarray:
-  bf16 = _bfloat16()
-  return a.astype(np.float32) if bf16 is not None and a.dtype == bf16 else a
-
-
-def read_safetensors(path: str) -> dict[str, np.ndarray]:
-  """A ``.safetensors`` file (8-byte header length, JSON header, raw little-endian data)."""
-  with open(path, 'rb') as f:
-    raw = f.read()
-  if len(raw) < 8:
-    raise ValueError(f'{path}: not a safetensors file (too short)')
-  (n,) = struct.unpack('<Q', raw[:8])
-  if n > len(raw) - 8:
-    raise ValueError(f'{path}: not a safetensors file (header length {n} > file size)')
-  header = json.loads(raw[8:8 + n])
-  data = memoryview(raw)[8 + n:]
-  out = {}
-  for name, info in header.items():
-    if name == '__metadata__':
-      continue
-    code = info['dtype']
-    dtype = _bfloat16() if code == 'BF16' else _SAFETENSORS_DTYPES.get(code)
-    if dtype is None:
-      raise ValueError(f'{path}: tensor {name!r} has dtype {code}, which this reader does not '
-                       'support')
-    start, end = info['data_offsets']
-    shape = tuple(int(s) for s in info['shape'])
-    if not 0 <= start <= end <= len(data) or end - start != int(np.prod(shape)) * np.dtype(
-        dtype).itemsize:
-      raise ValueError(f'{path}: tensor {name!r} has inconsistent offsets {start}..{end} for '
-                       f'shape {shape} {code}')
-    out[name] = _to_float32_if_bf16(
-        np.frombuffer(data[start:end], np.dtype(dtype).newbyteorder('<')).reshape(shape).copy())
-  return out
-
-
-class _StorageType:
-  def __init__(self, name: str, dtype: Any):
-    self.name, self.dtype = name, np.dtype(dtype)
-
-
-def _rebuild_tensor(storage: np.ndarray, offset: int, size: Sequence[int], stride: Sequence[int],
-                    *unused: Any) -> np.ndarray:
-  size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-  if len(size) != len(stride) or any(s < 0 for s in size + stride) or offset < 0:
-    raise ValueError(f'bad tensor geometry size={size} stride={stride} offset={offset}')
-  if 0 in size:
-    return np.zeros(size, storage.dtype)
-  last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-  if last >= storage.size:  # never read outside the storage
-    raise ValueError(f'tensor (size={size}, stride={stride}, offset={offset}) reaches past its '
-                     f'storage of {storage.size} elements')
-  view = np.lib.stride_tricks.as_strided(
-      storage[offset:], shape=size, strides=[s * storage.itemsize for s in stride],
-      writeable=False)
-  return np.array(view)
-
-
-def _rebuild_parameter(data: Any, *unused: Any) -> Any:
-  return data
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Unpickles a ``torch.save`` archive's ``data.pkl`` allowing only what a state dict needs."""
-
-  _ALLOWED: dict[tuple[str, str], Any] = {
-      ('collections', 'OrderedDict'): collections.OrderedDict,
-      ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-      ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
-      ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-  }
-
-  def __init__(self, file: io.BytesIO, archive: zipfile.ZipFile, prefix: str, byteorder: str,
-               path: str):
-    super().__init__(file)
-    self._archive, self._prefix, self._path = archive, prefix, path
-    self._byteorder = '>' if byteorder == 'big' else '<'
-    self._storages: dict[str, np.ndarray] = {}
-
-  def find_class(self, module: str, name: str) -> Any:
-    module = {'__builtin__': 'builtins', 'copy_reg': 'copyreg'}.get(module, module)  # protocol 2
-    if (module, name) in self._ALLOWED:
-      return self._ALLOWED[(module, name)]
-    if module == 'torch' and name in _TORCH_STORAGES:
-      return _StorageType(name, _TORCH_STORAGES[name])
-    if module == 'torch' and name == 'BFloat16Storage' and _bfloat16() is not None:
-      return _StorageType(name, _bfloat16())
-    raise UnsafeCheckpointError(
-        f'{self._path}: refused: loading it would call {module}.{name}, which a file of weights '
-        f'does not need (and which could run arbitrary code). {_REFUSED_HINT}')
-
-  def persistent_load(self, pid: Any) -> np.ndarray:
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'
-            and isinstance(pid[1], _StorageType)):
-      raise UnsafeCheckpointError(f'{self._path}: refused: unknown persistent id {pid!r}. '
-                                  f'{_REFUSED_HINT}')
-    _, storage_type, key, _, numel = pid
-    key = str(key)
-    if key not in self._storages:
-      if not re.fullmatch(r'[0-9A-Za-z_]+', key):
-        raise UnsafeCheckpointError(f'{self._path}: refused: bad storage key {key!r}')
-      raw = self._archive.read(f'{self._prefix}/data/{key}')
-      dtype = storage_type.dtype.newbyteorder(self._byteorder)
-      if len(raw) < int(numel) * dtype.itemsize:
-        raise ValueError(f'{self._path}: storage {key} holds {len(raw)} bytes, needs '
-                         f'{int(numel) * dtype.itemsize}')
-      self._storages[key] = np.frombuffer(raw, dtype, count=int(numel))
-    return self._storages[key]
-
-
-def _read_torch_builtin(path: str) -> Any:
-  if not zipfile.is_zipfile(path):
-    raise UnsafeCheckpointError(
-        f'{path}: refused: not a torch.save zip archive but a legacy (pre-1.6) torch file or a '
-        'plain pickle, which the built-in reader does not unpickle. Install torch (it reads '
-        'legacy files with weights_only=True) or convert the file to .safetensors.')
-  with zipfile.ZipFile(path) as archive:
-    pkls = [n for n in archive.namelist() if n.endswith('/data.pkl') and n.count('/') == 1]
-    if len(pkls) != 1:
-      raise ValueError(f'{path}: not a torch.save archive (no <name>/data.pkl)')
-    prefix = pkls[0].split('/')[0]
-    byteorder = 'little'
-    if f'{prefix}/byteorder' in archive.namelist():
-      byteorder = archive.read(f'{prefix}/byteorder').decode().strip()
-    unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pkls[0])), archive, prefix,
-                                     byteorder, path)
-    try:
-      return unpickler.load()
-    except UnsafeCheckpointError:
-      raise
-    except (pickle.UnpicklingError, AttributeError, TypeError) as e:
-      raise UnsafeCheckpointError(f'{path}: refused: {e}. {_REFUSED_HINT}') from None
-
-
-def _read_torch_with_torch(path: str) -> Any:
-  import torch  # pylint: disable=g-import-not-at-top
-  try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except pickle.UnpicklingError as e:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    why = next((ln for ln in lines if 'Unsupported global' in ln or 'WeightsUnpickler' in ln),
-               lines[0] if lines else type(e).__name__)
-    why = re.sub(r'\x1b\[[0-9;]*m', '', why).split('. Please use')[0]
-    raise UnsafeCheckpointError(
-        f'{path}: refused by torch.load(weights_only=True): {why}. {_REFUSED_HINT}') from None
-
-  def to_numpy(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-      x = x.detach().cpu()
-      if x.dtype == torch.bfloat16:
-        x = x.float()
-      return x.numpy()
-    if isinstance(x, Mapping):
-      return collections.OrderedDict((k, to_numpy(v)) for k, v in x.items())
-    if isinstance(x, (list, tuple)):
-      return type(x)(to_numpy(v) for v in x)
-    return x
-  return to_numpy(obj)
-
-
-def _torch_available() -> bool:
-  try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-    return True
-  except ImportError:
-    return False
-
-
-def _is_safetensors(path: str) -> bool:
-  if path.endswith('.safetensors'):
-    return True
-  with open(path, 'rb') as f:
-    head = f.read(9)
-  return len(head) == 9 and head[8:9] == b'{' and not zipfile.is_zipfile(path)
-
-
-def _state_dict_of(obj: Any, path: str) -> dict[str, np.ndarray]:
-  if isinstance(obj, Mapping):
-    for key in ('state_dict', 'model', 'model_state_dict'):
-      if isinstance(obj.get(key), Mapping):
-        obj = obj[key]
-        break
-  if not isinstance(obj, Mapping):
-    raise ValueError(f'{path}: expected a state dict (name -> tensor), got {type(obj).__name__}')
-  out = {}
-  for name, value in obj.items():
-    if not isinstance(value, np.ndarray):
-      raise ValueError(f'{path}: {name!r} is a {type(value).__name__}, not a tensor: not a '
-                       'state dict')
-    out[name[len('module.'):] if name.startswith('module.') else name] = value
-  return out
-
-
-def read_state_dict(path: str, reader: str = 'auto') -> dict[str, np.ndarray]:
-  """``{torch name: numpy array}`` of a ``.safetensors`` or ``torch.save`` file, without running
-  code from it. ``reader``: ``'auto'`` (torch when installed, else the built-in unpickler),
-  ``'torch'`` or ``'builtin'`` (ignored for safetensors)."""
-  if reader not in READERS:
-    raise ValueError(f'reader={reader!r}; allowed: {READERS}')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such file')
-  if _is_safetensors(path):
-    return read_safetensors(path)
-  use_torch = reader == 'torch' or (reader == 'auto' and _torch_available())
-  obj = _read_torch_with_torch(path) if use_torch else _read_torch_builtin(path)
-  return _state_dict_of(obj, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +245,7 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
 class ImportReport:
   checkpoint: str
   num_tensors: int
-  plan: Any  # bat_jax.tools.inflate.TransferPlan over our names
+  plan: Any  # bat_jax.training.transfer.TransferPlan over our names
   converted: ConvertedStateDict
 
   @property
@@ -579,14 +337,6 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
   ``data.std``. The report (log and ``import_report.json``, ``input``) gives the input
   normalisation of ``config.data`` the weights will be used with.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-  from bat_jax.models.registry import BACKBONES, build_model  # pylint: disable=g-import-not-at-top
-  from bat_jax.models.resnet import STAGES  # pylint: disable=g-import-not-at-top
-  from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
-  from bat_jax.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  from bat_jax.training.state import init_input_shape  # pylint: disable=g-import-not-at-top
 
   state_dict = read_state_dict(checkpoint, reader)
   model = build_model(config.model)
@@ -602,7 +352,7 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
   abstract = jax.eval_shape(init, jax.random.key(seed))
   abstract = {'params': abstract['params'], 'batch_stats': abstract.get('batch_stats', {})}
   target = {n: tuple(v.shape) for n, v in _flat(abstract).items()}
-  plan = inflate.plan_transfer({n: a.shape for n, a in converted.arrays.items()}, target)
+  plan = transfer.plan_transfer({n: a.shape for n, a in converted.arrays.items()}, target)
   report = ImportReport(checkpoint, len(state_dict), plan, converted)
   data = config.get('data') or {}
   pixels = {'mean_255': [round(255.0 * float(m), 4) for m in data.get('mean', ())],
@@ -623,7 +373,7 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
     variables = jax.jit(init)(jax.random.key(seed))
     initial = {n: np.asarray(v) for n, v in _flat(
         {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}).items()}
-  values = inflate.apply_plan(plan, converted.arrays, initial)
+  values = transfer.apply_plan(plan, converted.arrays, initial)
   variables = _unflat({n: jnp.asarray(v, jnp.float32) for n, v in values.items()})
   variables.setdefault('batch_stats', {})
   ckpt_lib.write_variables_checkpoint(out, variables, config=config,
@@ -636,9 +386,6 @@ def import_checkpoint(checkpoint: str, config: Any, out: str | None = None, *,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
   config = config_flags.DEFINE_config_file('config', None, 'The recipe the weights are for.',
                                            lock_config=True)
   checkpoint = flags.DEFINE_string('checkpoint', None, '.pth / .pt / .safetensors state dict.')
@@ -658,7 +405,6 @@ def main(argv: Sequence[str] | None = None) -> None:
   def run(args: list[str]) -> None:
     if len(args) > 1:
       raise app.UsageError(f'unexpected arguments: {args[1:]}')
-    from bat_jax.training.metrics import quiet_library_logs  # pylint: disable=g-import-not-at-top
     quiet_library_logs()
     try:
       import_checkpoint(checkpoint.value, config.value, out.value, strict=strict.value,

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
-from bat_jax import build_model
+from bat_jax.models.registry import build_model
 from bat_jax.models.registry import is_video
 from bat_jax.tools import complexity
 

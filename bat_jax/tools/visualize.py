@@ -46,8 +46,22 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from bat_jax.data import decode as D
+from bat_jax.data import video as video_lib
+from bat_jax.models.registry import build_model, is_video
+from bat_jax.ops import bilinear
+from bat_jax.training import checkpoint as ckpt_lib
+from bat_jax.training.metrics import quiet_library_logs, read_metrics
+from bat_jax.training.state import init_input_shape
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 PANEL_INCHES = 2.0
 DPI = 80
@@ -71,14 +85,12 @@ class BlockMaps:
 def reprojected_attention(p: np.ndarray, q: np.ndarray) -> np.ndarray:
   """Eq. 8, ``W = P^T A Q^T`` (``A`` all ones), over the last two axes of ``p (.., H, H)`` and
   ``q (.., W, W)``."""
-  from bat_jax.ops import bilinear  # pylint: disable=g-import-not-at-top
   return np.asarray(bilinear.reprojected_attention(p, q))
 
 
 def contribution_maps(p: np.ndarray, q: np.ndarray,
                       positions: Sequence[tuple[int, int]]) -> np.ndarray:
   """Supplement Eq. 1 for each output position: ``(len(positions), .., H, W)``."""
-  from bat_jax.ops import bilinear  # pylint: disable=g-import-not-at-top
   h, w = p.shape[-1], q.shape[-1]
   for i, j in positions:
     if not (0 <= i < h and 0 <= j < w):
@@ -101,7 +113,6 @@ def compute_maps(model: Any, variables: Any, clip: np.ndarray, block: str | None
                  positions: Sequence[tuple[int, int]] | None = None) -> BlockMaps:
   """Runs ``clip`` (``(T, H, W, 3)`` normalised, or ``(H, W, 3)`` for an image model) and
   returns the maps of ``block`` (default: the last BAT block)."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   blocks = bat_blocks(variables)
   if not blocks:
@@ -219,7 +230,6 @@ def write_temporal_png(maps: BlockMaps, path: str) -> str | None:
 
 def write_training_curves(workdir: str, path: str) -> str | None:
   """``train_loss``, ``learning_rate``, ``eval_top1`` vs step from ``metrics.jsonl``."""
-  from bat_jax.training.metrics import read_metrics  # pylint: disable=g-import-not-at-top
   lines = read_metrics(workdir)
   if not lines:
     return None
@@ -276,9 +286,6 @@ def load_input(config: Any, video: str | None = None,
   image ``(H, W, 3)`` otherwise (frames are always ``(T, H, W, 3)``)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
-  from bat_jax.data import decode as D  # pylint: disable=g-import-not-at-top
-  from bat_jax.data import video as video_lib  # pylint: disable=g-import-not-at-top
-  from bat_jax.models.registry import is_video  # pylint: disable=g-import-not-at-top
 
   if (video is None) == (image is None):
     raise ValueError('give exactly one of --video and --image')
@@ -309,12 +316,7 @@ def restore_variables(config: Any, workdir: str, step: int | None = None) -> tup
 
   Read-only: unlike ``evaluate.py`` no ``CheckpointManager`` is opened (it would clean up the
   temporary directories of a run that is still saving), so a live run can be visualised."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  from bat_jax import build_model  # pylint: disable=g-import-not-at-top
-  from bat_jax.training import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
-  from bat_jax.training.state import init_input_shape  # pylint: disable=g-import-not-at-top
 
   model = build_model(config.model)
   ckpt_dir = os.path.join(os.path.abspath(workdir), 'checkpoints')
@@ -330,7 +332,7 @@ def restore_variables(config: Any, workdir: str, step: int | None = None) -> tup
       init_input_shape(config.model), jnp.float32), train=False), jax.random.key(0))
   target = {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
   diff = ckpt_lib.diff_trees(
-      ckpt_lib._variables_only(ckpt_lib.flat_shapes(ckpt_lib._tree_metadata(state_dir))),  # pylint: disable=protected-access
+      ckpt_lib.variables_only(ckpt_lib.flat_shapes(ckpt_lib.tree_metadata(state_dir))),
       ckpt_lib.flat_shapes(target))
   if diff:
     raise ValueError(f'{state_dir.parent} was written by another model than config.model:\n'
@@ -338,7 +340,7 @@ def restore_variables(config: Any, workdir: str, step: int | None = None) -> tup
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         target)
-  variables = ckpt_lib._partial_restore(state_dir, target)  # pylint: disable=protected-access
+  variables = ckpt_lib.partial_restore(state_dir, target)
   return model, variables, int(step)
 
 
@@ -366,9 +368,6 @@ def visualize(config: Any, workdir: str, out: str, *, video: str | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
   config = config_flags.DEFINE_config_file('config', None, 'The run\'s config.', lock_config=True)
   workdir = flags.DEFINE_string('workdir', None, 'Run directory (checkpoints/, metrics.jsonl).')
   video = flags.DEFINE_string('video', None, 'A video file (the centre clip is used).')
@@ -384,7 +383,6 @@ def main(argv: Sequence[str] | None = None) -> None:
   def run(args: list[str]) -> None:
     if len(args) > 1:
       raise app.UsageError(f'unexpected arguments: {args[1:]}')
-    from bat_jax.training.metrics import quiet_library_logs  # pylint: disable=g-import-not-at-top
     quiet_library_logs()
     try:
       visualize(config.value, workdir.value, out.value, video=video.value, image=image.value,

@@ -1,4 +1,5 @@
-"""Checkpoints: Orbax ``CheckpointManager`` with the ``ocp.args`` API, and ``init_from``.
+"""Checkpoints: Orbax ``CheckpointManager`` with the ``ocp.args`` API; ``resolve_state_dir`` finds
+the checkpoint ``config.init_from`` names (``training/transfer.py`` loads it).
 
 A checkpoint ``WORKDIR/checkpoints/<step>/`` holds three items:
 
@@ -22,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 from typing import Any, Mapping, Sequence
 
@@ -32,7 +32,6 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-from bat_jax.models import registry
 from bat_jax.training.state import TrainState
 
 _MAX_LISTED = 20
@@ -87,7 +86,8 @@ class DataStateRestore(ocp.args.CheckpointArgs):
 # Comparing a checkpoint's tree with the model's.
 
 
-def _name(path: Sequence[Any]) -> str:
+def leaf_name(path: Sequence[Any]) -> str:
+  """A pytree path as ``'params/res2_block0/conv1/kernel'``."""
   parts = []
   for p in path:
     for attr in ('key', 'name', 'idx'):
@@ -104,7 +104,7 @@ def flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   ``ArrayMetadata`` leaves."""
   leaves = jax.tree_util.tree_flatten_with_path(
       tree, is_leaf=lambda x: hasattr(x, 'shape') and not isinstance(x, Mapping))[0]
-  return {_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, 'shape')}
+  return {leaf_name(path): tuple(leaf.shape) for path, leaf in leaves if hasattr(leaf, 'shape')}
 
 
 @dataclasses.dataclass
@@ -147,11 +147,13 @@ def diff_trees(checkpoint: Mapping[str, tuple[int, ...]],
                   if n in checkpoint and tuple(checkpoint[n]) != tuple(model[n])])
 
 
-def _variables_only(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def variables_only(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+  """The ``params`` and ``batch_stats`` entries of ``flat_shapes`` output."""
   return {k: v for k, v in shapes.items() if k.split('/')[0] in ('params', 'batch_stats')}
 
 
-def _tree_metadata(state_dir: epath.Path) -> Any:
+def tree_metadata(state_dir: epath.Path) -> Any:
+  """The saved tree's metadata (shapes, dtypes) of a ``state`` item, without reading arrays."""
   md = ocp.PyTreeCheckpointHandler().metadata(state_dir)
   return getattr(md, 'tree', md)
 
@@ -175,7 +177,7 @@ def _reason(error: BaseException) -> str:
 def _check_restored(tree: Mapping[str, Any], step: int | None) -> None:
   """Raises ``DamagedCheckpointError`` when a restored float array holds a non-finite value (the
   loop never saves one, so it is corruption) or ``step`` differs from the saved step count."""
-  bad = [_name(p) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+  bad = [leaf_name(p) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
          if jnp.issubdtype(x.dtype, jnp.inexact) and not bool(jnp.all(jnp.isfinite(x)))]
   if bad:
     raise DamagedCheckpointError(f'non-finite values in {bad[:5]}')
@@ -315,10 +317,10 @@ class Checkpointer:
   def check_compatible(self, step: int, abstract: TrainState | Mapping[str, Any]) -> None:
     """Raises ``CheckpointMismatchError`` naming every parameter / BN statistic that differs.
     ``abstract``: a (abstract) ``TrainState`` or ``{'params', 'batch_stats'}``."""
-    saved = _variables_only(flat_shapes(_tree_metadata(self.state_dir(step))))
+    saved = variables_only(flat_shapes(tree_metadata(self.state_dir(step))))
     if isinstance(abstract, TrainState):
       abstract = abstract.as_dict()
-    model = _variables_only(flat_shapes(abstract))
+    model = variables_only(flat_shapes(abstract))
     diff = diff_trees(saved, model)
     if diff:
       raise CheckpointMismatchError(
@@ -377,7 +379,7 @@ class Checkpointer:
     target = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
     try:
       verify_checksums(self.directory / str(step))
-      variables = _partial_restore(self.state_dir(step), target)
+      variables = partial_restore(self.state_dir(step), target)
       _check_restored(variables, None)
     except Exception as e:  # pylint: disable=broad-except
       raise DamagedCheckpointError(f'checkpoint {self.directory / str(step)} is damaged: '
@@ -401,14 +403,15 @@ class Checkpointer:
     self.manager.close()
 
 
-def _partial_restore(state_dir: epath.Path, target: Any) -> Any:
+def partial_restore(state_dir: epath.Path, target: Any) -> Any:
+  """Restores only the leaves of ``target`` (a subtree of the saved one), onto its shardings."""
   return ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
       item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
       partial_restore=True))
 
 
 # ---------------------------------------------------------------------------------------------
-# config.init_from: start from another run's (or an imported) checkpoint's weights.
+# config.init_from: which checkpoint a path names.
 
 
 def resolve_state_dir(path: str | epath.Path) -> epath.Path:
@@ -425,94 +428,6 @@ def resolve_state_dir(path: str | epath.Path) -> epath.Path:
     raise ValueError(f'config.init_from={str(path)!r}: no checkpoint there (expected a step '
                      'directory with state/, a checkpoints/ directory, or a workdir)')
   return path / str(steps[-1]) / 'state'
-
-
-def source_model_config(state_dir: epath.Path) -> dict[str, Any] | None:
-  """``model`` of the ``config.json`` beside the checkpoint (``<workdir>/config.json``, written by
-  ``train.py`` and ``tools.import_torch``), or None."""
-  for parent in (state_dir.parent.parent.parent, state_dir.parent.parent):
-    path = parent / 'config.json'
-    if path.exists():
-      try:
-        return dict(json.loads(path.read_text()).get('model') or {}) or None
-      except (json.JSONDecodeError, AttributeError):
-        return None
-  return None
-
-
-def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
-  """The transfer is an image checkpoint into a video model (2-D -> 3-D)."""
-  if model_config is None:
-    return False
-  source = source_model_config(state_dir)
-  if source is None or 'name' not in source:
-    return False
-  return registry.is_video(model_config) and not registry.is_video(source)
-
-
-def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,
-                        ignore: Sequence[str] = (), *,
-                        model_config: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-  """``(params, batch_stats, report)``: ``state``'s variables with every entry of ``init_from``
-  that fits loaded, as the released BAT video code's ``--soft_resume`` (``main.py``:
-  ``load_checkpoint(..., strict=not args.soft_resume)``).
-
-  A name loads when the checkpoint has it with the model's shape; 2-D -> 3-D
-  (``bat_jax.tools.inflate``): a ``(1, h, w, i, o)`` kernel going into a ``(t, h, w, i, o)`` one
-  (I3D) is inflated, i.e. repeated ``t`` times along time and divided by ``t``; a C2D model takes
-  an image checkpoint unchanged (same names and shapes). Every other name of the model keeps its
-  value in ``state`` (its fresh initialisation): names the checkpoint lacks, names whose shapes
-  differ (a new classifier, a BAT block with another ``groups`` k), the temporal predictor of a
-  3D BAT-Block fed from a 2D one, and names matching an ``ignore`` regex
-  (``config.init_from_ignore``). ``report`` (``TransferPlan.init_report``) lists loaded /
-  inflated / re-initialised (with the reason and, for a shape, the config field behind it) /
-  unused names; it is logged, and ``train.py`` writes it to ``WORKDIR/init_report.json``.
-  ``model_config`` (the run's ``config.model``) tells whether the transfer is image -> video.
-
-  Raises ``CheckpointMismatchError`` when nothing at all fits (another model entirely).
-  """
-  from bat_jax.tools import inflate  # pylint: disable=g-import-not-at-top
-
-  state_dir = resolve_state_dir(init_from)
-  saved = _variables_only(flat_shapes(_tree_metadata(state_dir)))
-  model = _variables_only(flat_shapes(abstract_state.as_dict()))
-  plan = inflate.plan_transfer(saved, model, ignore=ignore,
-                               video_from_image=_video_from_image(state_dir, model_config))
-  if not plan.load and not plan.inflate:
-    raise CheckpointMismatchError(
-        f'config.init_from={init_from!r} ({state_dir.parent}): no array of the checkpoint fits '
-        f'config.model (same name and shape):\n{plan.describe()}')
-  report = {'init_from': os.fspath(state_dir.parent), **plan.init_report()}
-  counts = report['counts']
-  logging.info('init_from %s: loaded %d arrays, inflated %d, re-initialised %d, %d of the '
-               'checkpoint unused', state_dir.parent, counts['loaded'], counts['inflated'],
-               counts['reinitialised'], counts['unused'])
-  if report['reinitialised'] or report['unused']:
-    logging.warning('init_from %s:\n%s', state_dir.parent, plan.describe())
-  abstract_vars = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
-  wanted = set(plan.load) | set(plan.inflate)
-
-  def target_leaf(path: Any, leaf: Any) -> Any:
-    name = _name(path)
-    if name not in wanted:
-      return None
-    if name in plan.inflate:  # restored at the checkpoint's (2-D) shape, inflated below
-      return jax.ShapeDtypeStruct(saved[name], leaf.dtype, sharding=getattr(leaf, 'sharding',
-                                                                             None))
-    return leaf
-
-  target = _prune_none(jax.tree_util.tree_map_with_path(target_leaf, abstract_vars))
-  loaded = _partial_restore(state_dir, target) if target else {}
-  loaded_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
-  abstract_flat = {_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(abstract_vars)[0]}
-  for name, t in plan.inflate.items():
-    sharding = getattr(abstract_flat[name], 'sharding', None)
-    loaded_flat[name] = jax.jit(lambda k, t=t: inflate.inflate_kernel(k, t),
-                                out_shardings=sharding)(loaded_flat[name])
-  merged = jax.tree_util.tree_map_with_path(
-      lambda path, leaf: loaded_flat.get(_name(path), leaf),
-      {'params': state.params, 'batch_stats': state.batch_stats})
-  return merged['params'], merged['batch_stats'], report
 
 
 def write_variables_checkpoint(workdir: str | epath.Path, variables: Mapping[str, Any],
@@ -541,10 +456,3 @@ def write_variables_checkpoint(workdir: str | epath.Path, variables: Mapping[str
     if jax.process_index() == 0:
       (workdir / name).write_text(json.dumps(obj, indent=2, sort_keys=True))
   return workdir / 'checkpoints' / str(step)
-
-
-def _prune_none(tree: Any) -> Any:
-  if isinstance(tree, Mapping):
-    out = {k: _prune_none(v) for k, v in tree.items()}
-    return {k: v for k, v in out.items() if v is not None and not (isinstance(v, Mapping) and not v)}
-  return tree

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.data import mesh as mesh_lib
 
 
 @flax.struct.dataclass

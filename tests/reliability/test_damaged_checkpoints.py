@@ -11,7 +11,7 @@ import pytest
 
 from bat_jax import build_model
 from bat_jax.training import optim
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import Checkpointer, DamagedCheckpointError
 from tests import helpers_train as h

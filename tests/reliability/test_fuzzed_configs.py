@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from bat_jax.training import loop
+from bat_jax.training import config_checks, loop
 from tests import helpers_train as h
 from tests.reliability.conftest import LONG, record
 
@@ -39,7 +39,7 @@ def draws(n: int, seed: int = 16) -> list[tuple[str, object]]:
 
 def test_fuzzed_invalid_values_stop_with_a_config_error_naming_the_field(tmp_path, monkeypatch):
   compiled = []
-  monkeypatch.setattr(loop.steps_lib, 'make_train_step', lambda *a, **k: compiled.append(a))
+  monkeypatch.setattr(loop, 'make_train_step', lambda *a, **k: compiled.append(a))
   cases = draws(100 if LONG else 20)
   for i, (field, value) in enumerate(cases):
     config = h.get_config('image')
@@ -48,7 +48,7 @@ def test_fuzzed_invalid_values_stop_with_a_config_error_naming_the_field(tmp_pat
     for part in parents:
       node = node[part]
     node[leaf] = value
-    with pytest.raises(loop.ConfigError) as e:
+    with pytest.raises(config_checks.ConfigError) as e:
       loop.train_and_evaluate(config, str(tmp_path / str(i)))
     assert leaf in str(e.value), (field, value, str(e.value))
   assert not compiled

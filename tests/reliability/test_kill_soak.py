@@ -12,7 +12,7 @@ import signal
 
 import numpy as np
 
-from bat_jax.training import loop
+from bat_jax.training import preemption
 from tests import helpers_train as h
 from tests.reliability.conftest import LONG, OPTS, STEPS, record
 
@@ -47,7 +47,7 @@ def test_signals_at_random_moments_then_resume_is_bit_identical(tmp_path, refere
   landed = []
   for step, phase, name in moments:
     proc = h.run(cmd, h.env_for(1, cache_dir, BAT_JAX_TEST_SIGNAL_AT=f'{step}:{phase}:{name}'))
-    expected = -signal.SIGKILL if name == 'KILL' else loop.PREEMPTED_EXIT_CODE
+    expected = -signal.SIGKILL if name == 'KILL' else preemption.PREEMPTED_EXIT_CODE
     assert proc.returncode == expected, (step, phase, name, proc.stderr[-4000:])
     assert os.path.exists(os.path.join(workdir, f'signalled_{step}_{phase}'))
     if name == 'TERM':  # the evaluation finished, then the step was saved

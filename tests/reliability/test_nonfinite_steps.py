@@ -9,7 +9,7 @@ import numpy as np
 
 from bat_jax import build_model
 from bat_jax.training import faults, optim
-from bat_jax.training import mesh as mesh_lib
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.training import state as state_lib
 from bat_jax.training import steps as steps_lib
 from tests import helpers_train as h

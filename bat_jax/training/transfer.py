@@ -35,10 +35,22 @@ fits is loaded, everything else keeps its fresh initialisation, and
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from typing import Any, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from etils import epath
+
+from bat_jax.models.registry import is_video
+from bat_jax.training.checkpoint import (CheckpointMismatchError, flat_shapes, leaf_name,
+                                         partial_restore, resolve_state_dir, tree_metadata,
+                                         variables_only)
+from bat_jax.training.state import TrainState
 
 Shape = tuple[int, ...]
 
@@ -55,13 +67,8 @@ def inflate_kernel(kernel: Any, t: int) -> Any:
     raise ValueError(f'inflate_kernel expects a (1, h, w, in, out) kernel, got {kernel.shape}')
   if t < 1:
     raise ValueError(f'inflate_kernel: t={t} must be >= 1')
-  xp = np if isinstance(kernel, np.ndarray) else _jnp()
+  xp = np if isinstance(kernel, np.ndarray) else jnp
   return xp.repeat(kernel, t, axis=0) / xp.asarray(t, kernel.dtype)
-
-
-def _jnp():
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp
 
 
 def is_inflatable(source: Shape, target: Shape) -> bool:
@@ -236,3 +243,103 @@ def apply_plan(plan: TransferPlan, source: Mapping[str, Any],
   for name, t in plan.inflate.items():
     out[name] = inflate_kernel(source[name], t)
   return out
+
+
+# ---------------------------------------------------------------------------------------------
+# config.init_from: soft-loading a checkpoint (the released ``--soft_resume``).
+
+
+def source_model_config(state_dir: epath.Path) -> dict[str, Any] | None:
+  """``model`` of the ``config.json`` beside the checkpoint (``<workdir>/config.json``, written by
+  ``train.py`` and ``tools.import_torch``), or None."""
+  for parent in (state_dir.parent.parent.parent, state_dir.parent.parent):
+    path = parent / 'config.json'
+    if path.exists():
+      try:
+        return dict(json.loads(path.read_text()).get('model') or {}) or None
+      except (json.JSONDecodeError, AttributeError):
+        return None
+  return None
+
+
+def _video_from_image(state_dir: epath.Path, model_config: Any) -> bool:
+  """The transfer is an image checkpoint into a video model (2-D -> 3-D)."""
+  if model_config is None:
+    return False
+  source = source_model_config(state_dir)
+  if source is None or 'name' not in source:
+    return False
+  return is_video(model_config) and not is_video(source)
+
+
+def load_init_variables(init_from: str, abstract_state: TrainState, state: TrainState,
+                        ignore: Sequence[str] = (), *,
+                        model_config: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+  """``(params, batch_stats, report)``: ``state``'s variables with every entry of ``init_from``
+  that fits loaded, as the released BAT video code's ``--soft_resume`` (``main.py``:
+  ``load_checkpoint(..., strict=not args.soft_resume)``).
+
+  A name loads when the checkpoint has it with the model's shape; 2-D -> 3-D
+  (:func:`inflate_kernel`): a ``(1, h, w, i, o)`` kernel going into a ``(t, h, w, i, o)`` one
+  (I3D) is inflated, i.e. repeated ``t`` times along time and divided by ``t``; a C2D model takes
+  an image checkpoint unchanged (same names and shapes). Every other name of the model keeps its
+  value in ``state`` (its fresh initialisation): names the checkpoint lacks, names whose shapes
+  differ (a new classifier, a BAT block with another ``groups`` k), the temporal predictor of a
+  3D BAT-Block fed from a 2D one, and names matching an ``ignore`` regex
+  (``config.init_from_ignore``). ``report`` (``TransferPlan.init_report``) lists loaded /
+  inflated / re-initialised (with the reason and, for a shape, the config field behind it) /
+  unused names; it is logged, and ``train.py`` writes it to ``WORKDIR/init_report.json``.
+  ``model_config`` (the run's ``config.model``) tells whether the transfer is image -> video.
+
+  Raises ``CheckpointMismatchError`` when nothing at all fits (another model entirely).
+  """
+  state_dir = resolve_state_dir(init_from)
+  saved = variables_only(flat_shapes(tree_metadata(state_dir)))
+  model = variables_only(flat_shapes(abstract_state.as_dict()))
+  plan = plan_transfer(saved, model, ignore=ignore,
+                               video_from_image=_video_from_image(state_dir, model_config))
+  if not plan.load and not plan.inflate:
+    raise CheckpointMismatchError(
+        f'config.init_from={init_from!r} ({state_dir.parent}): no array of the checkpoint fits '
+        f'config.model (same name and shape):\n{plan.describe()}')
+  report = {'init_from': os.fspath(state_dir.parent), **plan.init_report()}
+  counts = report['counts']
+  logging.info('init_from %s: loaded %d arrays, inflated %d, re-initialised %d, %d of the '
+               'checkpoint unused', state_dir.parent, counts['loaded'], counts['inflated'],
+               counts['reinitialised'], counts['unused'])
+  if report['reinitialised'] or report['unused']:
+    logging.warning('init_from %s:\n%s', state_dir.parent, plan.describe())
+  abstract_vars = {'params': abstract_state.params, 'batch_stats': abstract_state.batch_stats}
+  wanted = set(plan.load) | set(plan.inflate)
+
+  def target_leaf(path: Any, leaf: Any) -> Any:
+    name = leaf_name(path)
+    if name not in wanted:
+      return None
+    if name in plan.inflate:  # restored at the checkpoint's (2-D) shape, inflated below
+      return jax.ShapeDtypeStruct(saved[name], leaf.dtype, sharding=getattr(leaf, 'sharding',
+                                                                             None))
+    return leaf
+
+  target = _prune_none(jax.tree_util.tree_map_with_path(target_leaf, abstract_vars))
+  loaded = partial_restore(state_dir, target) if target else {}
+  loaded_flat = {leaf_name(p): v for p, v in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+  abstract_flat = {leaf_name(p): v
+                   for p, v in jax.tree_util.tree_flatten_with_path(abstract_vars)[0]}
+  for name, t in plan.inflate.items():
+    sharding = getattr(abstract_flat[name], 'sharding', None)
+    loaded_flat[name] = jax.jit(lambda k, t=t: inflate_kernel(k, t),
+                                out_shardings=sharding)(loaded_flat[name])
+  merged = jax.tree_util.tree_map_with_path(
+      lambda path, leaf: loaded_flat.get(leaf_name(path), leaf),
+      {'params': state.params, 'batch_stats': state.batch_stats})
+  return merged['params'], merged['batch_stats'], report
+
+
+def _prune_none(tree: Any) -> Any:
+  """``tree`` without ``None`` leaves and the mappings they leave empty."""
+  if isinstance(tree, Mapping):
+    out = {k: _prune_none(v) for k, v in tree.items()}
+    return {k: v for k, v in out.items()
+            if v is not None and not (isinstance(v, Mapping) and not v)}
+  return tree

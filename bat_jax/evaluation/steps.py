@@ -1,0 +1,77 @@
+"""jit-compiled eval and predict steps over the data-parallel mesh (``data/mesh.py``), and what
+they share with the train step (``training/steps.py``): the input key and the loss.
+
+Inputs are global arrays sharded over ``'data'``; the variables are replicated. The eval step
+returns sums over the unmasked examples, so padded batches and any device count give the same
+totals (``evaluation/metrics.py`` turns them into accuracies).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from bat_jax.data import mesh as mesh_lib
+from bat_jax.nn.xla_cpu import compiler_options
+
+Batch = Mapping[str, jax.Array]
+
+
+def input_key(batch: Mapping[str, Any]) -> str:
+  """Clips come as ``'video'`` (N, T, H, W, 3), images as ``'image'`` (N, H, W, 3)."""
+  for key in ('video', 'image'):
+    if key in batch:
+      return key
+  raise KeyError(f"batch has neither 'video' nor 'image': {sorted(batch)}")
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example softmax cross-entropy with optional label smoothing (``(1-a) y + a / K``)."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def make_eval_step(model: nn.Module, mesh: Mesh, num_classes: int,
+                   top_k: int = 5) -> Callable[[Any, Batch], dict[str, jax.Array]]:
+  """``(variables, batch) -> sums`` over the unmasked examples: ``count``, ``loss``, ``top1``,
+  ``top{k}``, and per-class ``class_count`` / ``class_top1`` (for mean per-class accuracy).
+  Padded examples (``mask`` False) count nowhere."""
+  k = min(top_k, num_classes)
+
+  def step(variables: Any, batch: Batch) -> dict[str, jax.Array]:
+    x, labels = batch[input_key(batch)], batch['label']
+    mask = batch['mask'].astype(jnp.float32) if 'mask' in batch else jnp.ones(labels.shape)
+    logits = model.apply(variables, x, train=False).astype(jnp.float32)
+    top1 = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    topk = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1).astype(jnp.float32)
+    return {
+        'count': jnp.sum(mask),
+        'loss': jnp.sum(mask * cross_entropy(logits, labels)),
+        'top1': jnp.sum(mask * top1),
+        f'top{top_k}': jnp.sum(mask * topk),
+        'class_count': jnp.zeros(num_classes).at[labels].add(mask),
+        'class_top1': jnp.zeros(num_classes).at[labels].add(mask * top1),
+    }
+
+  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  return jax.jit(step, in_shardings=(rep, data), out_shardings=rep,
+                 compiler_options=compiler_options())
+
+
+def make_predict_step(model: nn.Module, mesh: Mesh) -> Callable[[Any, Batch], jax.Array]:
+  """``(variables, batch) -> logits`` (sharded like the batch): the building block of multi-view
+  protocols, which aggregate logits of several views per video on the host."""
+
+  def step(variables: Any, batch: Batch) -> jax.Array:
+    return model.apply(variables, batch[input_key(batch)], train=False).astype(jnp.float32)
+
+  rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
+  return jax.jit(step, in_shardings=(rep, data), out_shardings=data,
+                 compiler_options=compiler_options())
