@@ -63,6 +63,7 @@ def get_config():
   config.warmup_epochs = 2
   config.lr_decay_epochs = ()
   config.grad_clip_norm = 20.0
+  config.bias_lr_mult = 1.0  # the documented runs (base_kinetics' released recipe uses 2)
   config.log_every_steps = 20
   config.eval_every_epochs = 5
   config.checkpoint_every_steps = 100
