@@ -108,11 +108,13 @@ def entry_points(load: Load, dataset: str) -> tuple[Callable[..., core.GrainIter
 
   def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
                          process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
-                         crop_size: int | None = None) -> core.GrainIterator:
+                         crop_size: int | None = None,
+                         frame_size: Sequence[int] | None = None) -> core.GrainIterator:
     sp = _split(load, data_config, 'eval_split', 'val')
     it = pipeline.make_eval_iterator(data_config, global_batch_size, process_index,
                                      process_count, num_clips=num_clips, num_crops=num_crops,
-                                     crop_size=crop_size, records=sp.records)
+                                     crop_size=crop_size, frame_size=frame_size,
+                                     records=sp.records)
     it.class_names, it.num_classes = list(sp.class_names), sp.num_classes
     it.missing = list(sp.missing)
     return it

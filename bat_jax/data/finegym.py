@@ -13,7 +13,9 @@ as MMAction2's ``tools/data/gym`` cuts them: ``trim_event.py`` then ``trim_subac
                                                   ...; <name>' per line (class names)
 
 Labels are the files' integers (99 / 288 classes); class names come from the categories file
-when it is there (otherwise ``'<label>'``; no recipe needs them: FineGym has no no-flip rule).
+when it is there, otherwise they are ``'<label>'``. They matter only for
+``data.no_flip_keywords`` (RSA's recipes keep 'left' / 'right': without the categories file no
+class is exempt from flipping).
 The annotation files may also sit in ``root/annotations/``; ``config.data.videos_dir`` overrides
 ``root/subactions``. Many source videos are no longer on YouTube: listed clips without a file are
 left out and reported once (``missing``; MMAction2's ``generate_file_list.py`` drops them too); a
