@@ -1,5 +1,5 @@
 """Evaluate a run's checkpoint: ``python evaluate.py --config=configs/<recipe>.py --workdir=DIR
-[--protocol=clip|30view|250view|imagenet] [--step=N]``.
+[--protocol=clip|30view|250view|imagenet|rsa] [--step=N]``.
 
 Restores ``DIR/checkpoints/<step>`` (``--step``, default the latest) onto however many devices
 this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stderr) and writes
@@ -14,9 +14,13 @@ Protocols (``bat_jax.evaluation.protocols.PROTOCOLS``, views in ``bat_jax/data/v
   (left / centre / right, the full short side) -- fully-convolutional testing, the model runs at
   256 x 256 for Kinetics (BAT's sliding windows, ``bat_supplementary.md`` §2);
 * ``250view``: 25 clips x 10 crops of ``data.crop_size``^2 (4 corners + centre, x flip);
-* ``imagenet``: single centre crop (resize ``data.eval_resize``, crop ``data.image_size``).
+* ``imagenet``: single centre crop (resize ``data.eval_resize``, crop ``data.image_size``);
+* ``rsa``: RSA's test -- ``config.eval_num_clips`` (1 or 2) TSN clips, frames resized to exactly
+  ``data.eval_frame_size`` (240 x 320), centre crop ``data.crop_size``
+  (``rsa_neurips2021_supplementary.md`` §1).
 
-Frames are resized to short side ``data.eval_short_side`` first. The multi-view protocols average
+Frames are resized to short side ``data.eval_short_side`` first (``rsa``: to
+``data.eval_frame_size``). The multi-view protocols average
 the softmax over each video's views and report video top-1 / top-5 and mean per-class accuracy
 (plus the logit-averaged top-1 of the released code). Multi-process: run the same command in
 every process (see ``train.py``); each process evaluates its share of the videos, padded so that

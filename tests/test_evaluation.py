@@ -40,7 +40,7 @@ def test_protocol_table():
   assert views.PROTOCOL_VIEWS['30view'] == views.ViewSpec(10, 3, 'eval_short_side')
   assert views.PROTOCOL_VIEWS['250view'] == views.ViewSpec(25, 10, 'crop_size')
   assert views.PROTOCOL_VIEWS['clip'].num_views == 1
-  assert set(protocols.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet'}
+  assert set(protocols.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet', 'rsa'}
 
 
 def test_kinetics_clip_starts():

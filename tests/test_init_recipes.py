@@ -26,7 +26,8 @@ INIT_FROM = {
     'imagenet_r50_bat': ('mini_kinetics_c2d_bat', 'mini_kinetics_c2d_bat:tk=0'),
     'imagenet_r50': ('kinetics_c2d', 'kinetics_i3d', 'kinetics_c2d_nl', 'kinetics_i3d_nl',
                      'kinetics_tsm_r50', 'ssv1_rsa_r50', 'mini_kinetics_c2d',
-                     'mini_kinetics_c2d_nl'),
+                     'mini_kinetics_c2d_nl', 'rsa_ssv2_r50', 'rsa_diving48_r50', 'rsa_gym99_r50',
+                     'rsa_gym288_r50'),
     'imagenet_r50_nl': ('mini_kinetics_c2d_nl_pretrained',),
     'demo_toy_image_r50_bat': ('demo_toy_c2d_3dbat',),  # the toy init_from chain (README)
 }
@@ -58,5 +59,6 @@ def test_every_video_recipe_has_an_imagenet_config():
   for name in ('kinetics_c2d', 'kinetics_c2d_bat', 'kinetics_c2d_3dbat', 'kinetics_c2d_nl',
                'kinetics_i3d', 'kinetics_i3d_bat', 'kinetics_i3d_nl', 'kinetics_tsm_r50',
                'mini_kinetics_c2d', 'mini_kinetics_c2d_bat', 'mini_kinetics_c2d_nl',
-               'mini_kinetics_c2d_nl_pretrained', 'ssv1_rsa_r50'):
+               'mini_kinetics_c2d_nl_pretrained', 'ssv1_rsa_r50', 'rsa_ssv2_r50',
+               'rsa_diving48_r50', 'rsa_gym99_r50', 'rsa_gym288_r50'):
     assert name in video, name

@@ -45,6 +45,7 @@ __all__ = [
     'VideoDecodeError',
     'write_video',
     'short_side_shape',
+    'frame_shape',
     'clip_indices',
     'pick_start',
     'open_video',
@@ -125,6 +126,16 @@ def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
   if height <= width:
     return size, max(1, int(round(width * size / height)))
   return max(1, int(round(height * size / width))), size
+
+
+def frame_shape(height: int, width: int, size: int | Sequence[int]) -> tuple[int, int]:
+  """(new_height, new_width) of a ``height x width`` frame for a resize ``size``: an int is the
+  short side (aspect ratio kept, :func:`short_side_shape`); an ``(H, W)`` pair is that exact size
+  (aspect ratio not kept: RSA's 240 x 320 test frames, ``rsa_neurips2021_supplementary.md`` §1)."""
+  if isinstance(size, (int, np.integer)):
+    return short_side_shape(height, width, int(size))
+  h, w = (int(x) for x in size)
+  return h, w
 
 
 def _start_fraction(start, rng) -> float | int | fractions.Fraction:
@@ -332,8 +343,10 @@ def frame_files(folder: str) -> list[str]:
   return [os.path.join(folder, n) for n in sorted(names, key=_frame_key)]
 
 
-def read_frames(folder: str, files: Sequence[str], indices, short_side: int | None) -> np.ndarray:
-  """Frames ``indices`` of a frame folder (PIL, RGB; bilinear resize to ``short_side``)."""
+def read_frames(folder: str, files: Sequence[str], indices,
+                short_side: int | Sequence[int] | None) -> np.ndarray:
+  """Frames ``indices`` of a frame folder (PIL, RGB; bilinear resize to ``short_side``: a short
+  side or an exact ``(H, W)``, :func:`frame_shape`)."""
   cache: dict[int, np.ndarray] = {}
   out = []
   for i in (int(i) for i in indices):
@@ -342,7 +355,7 @@ def read_frames(folder: str, files: Sequence[str], indices, short_side: int | No
         with Image.open(files[i]) as im:
           im = im.convert('RGB')
           if short_side is not None:
-            nh, nw = short_side_shape(im.height, im.width, short_side)
+            nh, nw = frame_shape(im.height, im.width, short_side)
             if (nh, nw) != (im.height, im.width):
               im = im.resize((nw, nh), Image.BILINEAR)
           cache[i] = np.asarray(im, dtype=np.uint8)
@@ -356,7 +369,8 @@ def read_frames(folder: str, files: Sequence[str], indices, short_side: int | No
 
 
 def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames: int,
-                    short_side: int | None, thread_type: str | None) -> np.ndarray:
+                    short_side: int | Sequence[int] | None,
+                    thread_type: str | None) -> np.ndarray:
   """The frames ``indices(n)`` of a video of ``n`` frames (or of a frame folder), uint8 RGB.
 
   Seeks when the header gives ``n >= min_frames`` and a frame rate; otherwise, or when seeking
@@ -373,7 +387,7 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
     h, w = stream.codec_context.height, stream.codec_context.width
     out_hw = None
     if short_side is not None and h > 0 and w > 0:
-      out_hw = short_side_shape(h, w, short_side)
+      out_hw = frame_shape(h, w, short_side)
     fps, n_est = stream_info(container, stream)
     picked = None
     if n_est >= min_frames and fps > 0:
@@ -387,7 +401,7 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
       frames = decode_all(container, stream, path)
       picked = [frames[i] for i in indices(len(frames))]
     if out_hw is None and short_side is not None:
-      out_hw = short_side_shape(picked[0].height, picked[0].width, short_side)
+      out_hw = frame_shape(picked[0].height, picked[0].width, short_side)
     try:
       arrays = [to_rgb(f, out_hw) for f in picked]
     except (av.FFmpegError, ValueError) as e:
@@ -402,7 +416,8 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
 
 
 def decode_clip(path, num_frames: int, stride: int, start=None,
-                rng: np.random.Generator | None = None, *, short_side: int | None = None,
+                rng: np.random.Generator | None = None, *,
+                short_side: int | Sequence[int] | None = None,
                 thread_type: str | None = None) -> np.ndarray:
   """Decodes a clip of ``num_frames`` frames, ``stride`` frames apart, as uint8 (T, H, W, 3) RGB.
 
@@ -417,7 +432,8 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
       an int = that frame index (clamped to the valid range).
     rng: numpy Generator for ``start=None`` (a fresh unseeded one if omitted).
     short_side: if given, frames are resized (bilinear, by FFmpeg's swscale while converting
-      to RGB, so cheaply) to this short side, keeping the aspect ratio.
+      to RGB, so cheaply) to this short side, keeping the aspect ratio; an ``(H, W)`` pair
+      resizes to exactly that size (:func:`frame_shape`).
     thread_type: PyAV codec threading ('AUTO', 'SLICE', 'FRAME'; None = PyAV's default).
       'AUTO' (frame threading) gave no speed-up for 8-frame clips of 340x256 H.264 on 2 cores
       and starts one thread per core in every grain worker, so it is off by default.
@@ -492,7 +508,8 @@ def segment_indices(num_video_frames: int, num_frames: int, offsets=None, *,
 
 def decode_segments(path, num_frames: int, rng: np.random.Generator | None = None, *,
                     train: bool, clip_index: int = 0, num_clips: int = 1,
-                    short_side: int | None = None, thread_type: str | None = None) -> np.ndarray:
+                    short_side: int | Sequence[int] | None = None,
+                    thread_type: str | None = None) -> np.ndarray:
   """Decodes a TSN segment-sampled clip (:func:`segment_indices`) as uint8 (T, H, W, 3) RGB.
 
   ``train``: random offsets within the segments from ``rng``; otherwise the segment centres

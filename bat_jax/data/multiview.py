@@ -132,13 +132,14 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
 
 
 def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
-                      short_side: int | None, sampling: str = 'dense',
+                      short_side: int | Sequence[int] | None, sampling: str = 'dense',
                       thread_type: str | None = None) -> np.ndarray:
   """The ``num_clips`` evaluation clips of a video from one decode, uint8 (K, T, H, W, 3) RGB.
 
   Clip ``k`` equals ``decode_clip`` / ``decode_segments`` as
   :func:`bat_jax.data.video.eval_transform` calls them for ``clip_index=k`` (frames resized to
-  ``short_side`` by swscale while converting to RGB; each distinct frame converted once).
+  ``short_side`` by swscale while converting to RGB; an ``(H, W)`` pair resizes to exactly that,
+  :func:`bat_jax.data.decode.frame_shape`; each distinct frame converted once).
   ``path`` may be a frame folder. Raises :class:`bat_jax.data.decode.VideoDecodeError` as
   :func:`bat_jax.data.decode.decode_clip`.
   """
@@ -182,7 +183,7 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
       picked = [[frames[i] for i in c] for c in indices(len(frames))]
     out_hw = None
     if short_side is not None:
-      out_hw = D.short_side_shape(picked[0][0].height, picked[0][0].width, short_side)
+      out_hw = D.frame_shape(picked[0][0].height, picked[0][0].width, short_side)
     rgb: dict[int, np.ndarray] = {}
     try:
       for clip in picked:

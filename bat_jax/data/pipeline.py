@@ -319,13 +319,16 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
 
 def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
                        process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
-                       crop_size: int | None = None, records=None) -> GrainIterator:
+                       crop_size: int | None = None, frame_size: Sequence[int] | None = None,
+                       records=None) -> GrainIterator:
   """Finite, deterministic evaluation iterator for this process (one pass).
 
   Batches: {'video', 'label', 'mask' bool (B,), 'video_index' int32 (B,) (-1 = padding)}.
   Every process yields ``len(iterator)`` batches. ``crop_size`` defaults to
   ``data_config.crop_size`` (use ``eval_short_side`` for fully-convolutional 3-crop testing);
-  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.data.views.crop_box`).
+  ``num_crops`` is 1, 3 or 10 (:func:`bat_jax.data.views.crop_box`). ``frame_size`` ``(H, W)``:
+  frames are resized to exactly that size instead of to the short side ``eval_short_side``
+  (``--protocol=rsa``: 240 x 320, ``rsa_neurips2021_supplementary.md`` §1 "Testing").
   Attributes: ``num_batches``, ``num_examples`` (videos), ``num_views``, ``class_names``,
   ``num_classes``, ``per_process_batch_size``, ``missing``.
   """
@@ -337,9 +340,15 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
   opts = _common(data_config)
   if crop_size is not None:
     opts['crop_size'] = int(crop_size)
-  opts['short_side'] = int(config_require(data_config, 'eval_short_side'))
-  if opts['short_side'] < opts['crop_size']:
-    raise ValueError(f'eval_short_side {opts["short_side"]} < crop {opts["crop_size"]}')
+  if frame_size is None:
+    opts['short_side'] = int(config_require(data_config, 'eval_short_side'))
+    if opts['short_side'] < opts['crop_size']:
+      raise ValueError(f'eval_short_side {opts["short_side"]} < crop {opts["crop_size"]}')
+  else:
+    opts['short_side'] = tuple(int(x) for x in frame_size)
+    if len(opts['short_side']) != 2 or min(opts['short_side']) < opts['crop_size']:
+      raise ValueError(f'frame_size {tuple(frame_size)}: need (H, W) with both >= the crop '
+                       f'{opts["crop_size"]}')
   assignment, num_batches = eval_assignment(n, views, b, process_index, process_count)
   paths = [p for p, _ in records]
   labels = np.asarray([l for _, l in records], np.int32)

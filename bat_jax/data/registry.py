@@ -22,6 +22,10 @@ DATA_SOURCES = {
     'cifar10': 'bat_jax.data.cifar',
     'cifar100': 'bat_jax.data.cifar',
     'something_something_v1': 'bat_jax.data.something_something',
+    'something_something_v2': 'bat_jax.data.something_something',
+    'diving48': 'bat_jax.data.diving48',
+    'gym99': 'bat_jax.data.finegym',
+    'gym288': 'bat_jax.data.finegym',
 }
 
 

@@ -13,10 +13,16 @@ clip       1      1      ``data.crop_size``           centre clip, centre crop (
                                                       squares along the long side (left, centre,
                                                       right), the model runs at 256 x 256
 250view    25     10     ``data.crop_size``           5 positions (4 corners + centre) x flip
+rsa        1 / 2  1      ``data.crop_size``           frames resized to ``data.eval_frame_size``
+                                                      (240 x 320), centre crop; clips from
+                                                      ``config.eval_num_clips``
 =========  =====  =====  ===========================  ==========================================
 
-Frames are always resized to short side ``data.eval_short_side`` first (256 for Kinetics; the toy
-demo's config says 64). The video prediction is the mean of the softmax over the video's views
+Frames are resized to short side ``data.eval_short_side`` first (256 for Kinetics; the toy
+demo's config says 64), except in ``rsa``, which resizes every frame to exactly
+``data.eval_frame_size`` = (H, W) = (240, 320), whatever its aspect ratio
+(``rsa_neurips2021_supplementary.md`` §1 "Testing": "resize them to 240 x 320, and center-crop by
+224 x 224"). The video prediction is the mean of the softmax over the video's views
 (the released BAT code averages logits; :class:`ViewAccumulator` reports both).
 
 Clip starts (temporal). A clip of ``T`` frames at stride ``tau`` spans ``window = (T - 1) tau + 1``
@@ -55,10 +61,13 @@ __all__ = ['ViewSpec', 'PROTOCOL_VIEWS', 'clip_window', 'clip_start', 'clip_star
 @dataclasses.dataclass(frozen=True)
 class ViewSpec:
   """``num_clips`` x ``num_crops`` views per video; ``crop`` names the ``config.data`` field that
-  gives the crop size (``'crop_size'`` or ``'eval_short_side'``)."""
+  gives the crop size (``'crop_size'`` or ``'eval_short_side'``); ``frame_size`` ``(H, W)``:
+  frames are resized to exactly that size first (RSA's protocol) instead of to the short side
+  ``data.eval_short_side``."""
   num_clips: int
   num_crops: int
   crop: str
+  frame_size: tuple[int, int] | None = None
 
   @property
   def num_views(self) -> int:
@@ -145,7 +154,10 @@ def apply_crop(frames: np.ndarray, size: int, crop_index: int, num_crops: int) -
 
 
 def describe(protocol: str, spec: ViewSpec, crop_size: int, short_side: int) -> str:
-  """One line for logs: ``30view: 10 clips x 3 crops of 256x256 at short side 256``."""
+  """One line for logs: ``30view: 10 clips x 3 crops of 256x256 at short side 256`` (``rsa: ...
+  of frames resized to 240x320``)."""
+  size = (f'frames resized to {spec.frame_size[0]}x{spec.frame_size[1]}' if spec.frame_size
+          else f'short side {short_side}')
   return (f'{protocol}: {spec.num_clips} clip(s) x {spec.num_crops} crop(s) of '
-          f'{crop_size}x{crop_size} at short side {short_side}')
+          f'{crop_size}x{crop_size} at {size}')
 

@@ -7,7 +7,10 @@ clip       one clip (or image) per example as the eval iterator gives it (centre
            averaged per video;
 250view    25 clips x 10 crops (4 corners + centre, x flip) of ``data.crop_size``^2;
 imagenet   single centre crop (resize ``data.eval_resize``, crop ``data.image_size``): top-1 /
-           top-5.
+           top-5;
+rsa        RSA's test (``rsa_neurips2021_supplementary.md`` §1): ``config.eval_num_clips`` (1 or
+           2) clips, frames resized to ``data.eval_frame_size`` (240 x 320), centre crop
+           ``data.crop_size``, softmax averaged per video.
 =========  ===================================================================================
 
 Every protocol is ``f(config, model, variables, mesh, *, progress) -> metrics`` (``PROTOCOLS``);
@@ -83,14 +86,17 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
   return metrics_lib.clip_metrics(totals)
 
 
-def require_view_source(config: ml_collections.ConfigDict, protocol: str) -> Any:
+def require_view_source(config: ml_collections.ConfigDict, protocol: str,
+                        frame_size: bool = False) -> Any:
   """The data module of ``config.data``, which must sample views (``num_clips``, ``num_crops``,
-  ``crop_size``); ``ConfigError`` otherwise."""
+  ``crop_size``, and ``frame_size`` when asked); ``ConfigError`` otherwise."""
   module = data_module(config.data)
   params = inspect.signature(module.make_eval_iterator).parameters
-  if not {'num_clips', 'num_crops', 'crop_size'} <= set(params):
+  needed = {'num_clips', 'num_crops', 'crop_size'} | ({'frame_size'} if frame_size else set())
+  if not needed <= set(params):
     raise ConfigError(f'--protocol={protocol} needs a video data set read by '
-                      f'bat_jax.data.pipeline (kinetics400, mini_kinetics200, toy_video); '
+                      f'bat_jax.data.pipeline (kinetics400, mini_kinetics200, toy_video, '
+                      f'something_something_v1/_v2, diving48, gym99, gym288); '
                       f'config.data.name={config.data.name!r}')
   return module
 
@@ -101,12 +107,13 @@ def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
   """Runs the model on every view of this process's videos; returns the per-video accumulated
   predictions (this process's videos only) and facts about the run (sizes, videos)."""
   data_cfg = config.data
-  module = require_view_source(config, label)
+  module = require_view_source(config, label, frame_size=spec.frame_size is not None)
   crop_size = int(data_cfg[spec.crop])
   short_side = int(data_cfg.eval_short_side)
+  resize = {} if spec.frame_size is None else {'frame_size': spec.frame_size}
   it = module.make_eval_iterator(data_cfg, eval_batch_size(config), jax.process_index(),
                                  jax.process_count(), num_clips=spec.num_clips,
-                                 num_crops=spec.num_crops, crop_size=crop_size)
+                                 num_crops=spec.num_crops, crop_size=crop_size, **resize)
   predict = steps_lib.make_predict_step(model, mesh)
   acc = metrics_lib.ViewAccumulator(int(config.model.num_classes))
   logging.info('%s over %d videos', views.describe(label, spec, crop_size, short_side),
@@ -130,18 +137,19 @@ def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
     bar.close()
     close_iterator(it)
   info = {'num_videos': int(it.num_examples), 'crop_size': crop_size, 'short_side': short_side,
-          'num_clips': spec.num_clips, 'num_crops': spec.num_crops}
+          'num_clips': spec.num_clips, 'num_crops': spec.num_crops, **resize}
   return acc, info
 
 
 def evaluate_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
                    mesh: jax.sharding.Mesh, *, protocol: str = '30view',
+                   spec: views.ViewSpec | None = None,
                    progress: bool = False) -> dict[str, Any]:
-  """Video-level top-1 / top-5 / mean per-class accuracy of ``protocol`` (a key of
-  ``views.PROTOCOL_VIEWS``): the softmax of every view, averaged per video. Also reports the
-  logit-averaged top-1 (the released code's aggregation) and how many videos had no decodable
-  view (left out, listed in the broken-file report)."""
-  spec = views.PROTOCOL_VIEWS[protocol]
+  """Video-level top-1 / top-5 / mean per-class accuracy of ``protocol`` (its views: ``spec``, by
+  default ``views.PROTOCOL_VIEWS[protocol]``): the softmax of every view, averaged per video.
+  Also reports the logit-averaged top-1 (the released code's aggregation) and how many videos had
+  no decodable view (left out, listed in the broken-file report)."""
+  spec = spec or views.PROTOCOL_VIEWS[protocol]
   acc, info = predict_views(config, model, variables, mesh, spec, progress=progress,
                             label=protocol)
   num_classes = int(config.model.num_classes)
@@ -179,9 +187,34 @@ def evaluate_imagenet(config: ml_collections.ConfigDict, model: Any, variables: 
   return evaluate_clip(config, model, variables, mesh, progress=progress)
 
 
+def rsa_view_spec(config: ml_collections.ConfigDict) -> views.ViewSpec:
+  """The views of ``--protocol=rsa``: ``config.eval_num_clips`` clips (default 1) x 1 centre crop
+  of ``data.crop_size`` on frames resized to ``data.eval_frame_size`` (H, W)."""
+  num_clips = config.get('eval_num_clips', 1)
+  if not isinstance(num_clips, int) or num_clips < 1:
+    raise ConfigError(f'config.eval_num_clips={num_clips!r}; allowed: clips per video >= 1 '
+                      '(RSA tests with 1 or 2)')
+  frame_size = config.data.get('eval_frame_size')
+  if (frame_size is None or len(tuple(frame_size)) != 2 or
+      min(int(x) for x in frame_size) < int(config.data.crop_size)):
+    raise ConfigError(f'--protocol=rsa needs config.data.eval_frame_size = (H, W), both >= '
+                      f'data.crop_size (the RSA recipes: (240, 320)); got {frame_size!r}')
+  return views.ViewSpec(num_clips, 1, 'crop_size', tuple(int(x) for x in frame_size))
+
+
+def evaluate_rsa(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                 mesh: jax.sharding.Mesh, *, progress: bool = False) -> dict[str, Any]:
+  """RSA's test protocol (``rsa_neurips2021_supplementary.md`` §1 "Testing": "we sample one or
+  two clips, resize them to 240 x 320, and center-crop by 224 x 224 ... average softmax
+  scores"): :func:`evaluate_views` on :func:`rsa_view_spec`'s views."""
+  return evaluate_views(config, model, variables, mesh, protocol='rsa',
+                        spec=rsa_view_spec(config), progress=progress)
+
+
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     'clip': evaluate_clip,
     '30view': functools.partial(evaluate_views, protocol='30view'),
     '250view': functools.partial(evaluate_views, protocol='250view'),
     'imagenet': evaluate_imagenet,
+    'rsa': evaluate_rsa,
 }
