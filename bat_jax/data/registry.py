@@ -22,6 +22,7 @@ DATA_SOURCES = {
     'cifar10': 'bat_jax.data.cifar',
     'cifar100': 'bat_jax.data.cifar',
     'something_something_v1': 'bat_jax.data.something_something',
+    'charades': 'bat_jax.data.charades',
 }
 
 
