@@ -64,7 +64,8 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
   """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator
   (``after_batch``: called after each batch; the fault tests' hook)."""
   num_classes = int(config.model.num_classes)
-  eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
+  eval_step = eval_step or steps_lib.make_eval_step(
+      model, mesh, num_classes, loss=config.get('loss', steps_lib.LOSSES[0]))
   it = data_module(config.data).make_eval_iterator(
       config.data, eval_batch_size(config), jax.process_index(), jax.process_count())
   totals: dict[str, np.ndarray] | None = None
