@@ -1,5 +1,5 @@
 """Evaluate a run's checkpoint: ``python evaluate.py --config=configs/<recipe>.py --workdir=DIR
-[--protocol=clip|30view|250view|imagenet] [--step=N]``.
+[--protocol=clip|30view|250view|imagenet|charades] [--step=N]``.
 
 Restores ``DIR/checkpoints/<step>`` (``--step``, default the latest) onto however many devices
 this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stderr) and writes
@@ -14,7 +14,9 @@ Protocols (``bat_jax.evaluation.protocols.PROTOCOLS``, views in ``bat_jax/data/v
   (left / centre / right, the full short side) -- fully-convolutional testing, the model runs at
   256 x 256 for Kinetics (BAT's sliding windows, ``bat_supplementary.md`` §2);
 * ``250view``: 25 clips x 10 crops of ``data.crop_size``^2 (4 corners + centre, x flip);
-* ``imagenet``: single centre crop (resize ``data.eval_resize``, crop ``data.image_size``).
+* ``imagenet``: single centre crop (resize ``data.eval_resize``, crop ``data.image_size``);
+* ``charades``: the 30 views of ``30view``, the maximum of their sigmoid scores per video, mean
+  average precision over the classes (Charades' official ``Charades_v1_classify.m``).
 
 Frames are resized to short side ``data.eval_short_side`` first. The multi-view protocols average
 the softmax over each video's views and report video top-1 / top-5 and mean per-class accuracy
@@ -61,6 +63,10 @@ def main(argv: list[str]) -> None:
   except (CheckpointMismatchError, DamagedCheckpointError) as e:
     sys.exit(f'checkpoint error: {e}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
+  if 'mAP' in result:
+    print(f"{_PROTOCOL.value} mAP: {result['mAP']:.2%} ({result['num_examples']} videos, "
+          f"{result['num_classes_scored']} classes, step {result['step']})")
+    return
   chance = 1.0 / _CONFIG.value.model.num_classes
   what = 'videos' if _PROTOCOL.value in ('30view', '250view') else 'examples'
   print(f"{_PROTOCOL.value} top-1: {result['top1']:.2%} (chance: {chance:.2%}), "

@@ -3,12 +3,20 @@
 import csv
 import os
 
+import jax
+import ml_collections
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
+from bat_jax import build_model
 from bat_jax.data import charades, decode, pipeline, video
+from bat_jax.data import mesh as mesh_lib
 from bat_jax.data.registry import data_module
+from bat_jax.evaluation import protocols
+from bat_jax.training import state as state_lib
+from tests import helpers_train as h
 
 K = 157
 H, W = 32, 48
@@ -205,3 +213,34 @@ def test_iterator_state_resumes_exactly(root):
   for a, b in zip(rest, again):
     np.testing.assert_array_equal(a['video'], b['video'])
     np.testing.assert_array_equal(a['label'], b['label'])
+
+
+def test_charades_protocol_max_of_sigmoid_and_map(root):
+  """evaluate.py --protocol=charades on the tiny layout with a tiny model: per video the maximum
+  over its 30 views of the sigmoid, mAP over the classes with a positive (BBB03 is broken)."""
+  cfg = h.get_config('video')
+  cfg.model.num_classes = K
+  cfg.loss = 'sigmoid_binary_cross_entropy'
+  cfg.data = ml_collections.ConfigDict(_config(root, videos=os.path.join(root, 'Charades_v1_480')))
+  cfg.eval_batch_size = 16
+  model = build_model(cfg.model)
+  mesh = mesh_lib.make_mesh()
+  variables = state_lib.create_train_state(model, optax.identity(), 0,
+                                           state_lib.init_input_shape(cfg.model),
+                                           mesh).variables()
+  result = protocols.PROTOCOLS['charades'](cfg, model, variables, mesh)
+  apply = jax.jit(lambda x: model.apply(variables, x, train=False))
+  scores = []
+  for vid in ('BBB01', 'BBB02'):
+    path = os.path.join(root, 'Charades_v1_480', f'{vid}.mp4')
+    x = np.stack([video.eval_transform(path, num_frames=4, stride=2, crop_size=32, short_side=32,
+                                       clip_index=v // 3, num_clips=10, crop_index=v % 3,
+                                       num_crops=3) for v in range(30)])
+    logits = np.asarray(apply(x), np.float64)
+    scores.append((1 / (1 + np.exp(-logits))).max(0))
+  # classes 3, 4 (BBB01) and 7 (BBB02): AP 1 when the positive video scores higher, else 1/2
+  ap = [1.0 if scores[0][c] >= scores[1][c] else 0.5 for c in (3, 4)]
+  ap.append(1.0 if scores[1][7] > scores[0][7] else 0.5)
+  assert result['mAP'] == pytest.approx(np.mean(ap), rel=1e-9)
+  assert result['num_classes_scored'] == 3 and result['num_examples'] == 2
+  assert result['num_videos_skipped'] == 1 and result['num_views'] == 60

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from bat_jax.data import mesh as mesh_lib
+from bat_jax.evaluation import metrics as metrics_lib
 from bat_jax.evaluation import steps
 from bat_jax.training import config_checks
 from bat_jax.training import state as state_lib
@@ -99,3 +100,65 @@ def test_config_loss_is_validated(tmp_path):
   cfg.label_smoothing = 0.1
   with pytest.raises(config_checks.ConfigError, match='config.label_smoothing'):
     config_checks.validate_config(cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Charades mAP (Charades_v1_classify.m).
+
+
+def _thumos_ap(conf, labels):
+  """Line-by-line float64 transcription of THUMOSeventclspr (Charades_v1_classify.m); MATLAB's
+  sort is stable, so ties keep the input order."""
+  sortind = sorted(range(len(conf)), key=lambda i: -conf[i])
+  tp = fp = 0
+  ap = 0.0
+  for i in sortind:
+    if labels[i] == 1:
+      tp += 1
+      ap += tp / (tp + fp)
+    else:
+      fp += 1
+  return ap / sum(labels == 1) if np.any(labels == 1) else np.nan
+
+
+def _reference_map(scores, labels):
+  scores = np.array(scores, np.float64)
+  scores[labels.sum(1) == 0] = -np.inf  # the script never reads an action-less video's scores
+  ap = np.array([_thumos_ap(scores[:, c], labels[:, c]) for c in range(scores.shape[1])])
+  return np.nanmean(ap), ap
+
+
+def test_map_hand_example_with_ties_empty_video_and_empty_class():
+  scores = np.array([[0.9, 0.85, 0.5], [0.8, 0.8, 0.1], [0.8, 0.3, 0.7], [0.95, 0.9, 0.9],
+                     [0.1, 0.25, 0.2]])
+  labels = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0], [0, 1, 0]])
+  m, ap = metrics_lib.mean_average_precision(scores, labels)
+  # class 0: ranking v0, v1 (tie with v2, earlier in the file), v2, v4, v3 -> (1 + 2/3) / 2
+  # class 1: v3 (no action) goes last: v0, v1, v2, v4 -> (1/2 + 2/3 + 3/4) / 3; class 2: none
+  np.testing.assert_allclose(ap[:2], [5 / 6, 23 / 36], rtol=1e-12)
+  assert np.isnan(ap[2])
+  assert m == pytest.approx(53 / 72, rel=1e-12)
+
+
+def test_map_matches_transcription_on_random_tied_scores():
+  rng = np.random.default_rng(4)
+  scores = rng.integers(0, 4, (40, 6)) / 4.0  # many ties
+  labels = (rng.random((40, 6)) < 0.25).astype(int)
+  labels[:, 5] = 0
+  m, ap = metrics_lib.mean_average_precision(scores, labels)
+  want_m, want_ap = _reference_map(scores, labels)
+  np.testing.assert_allclose(ap, want_ap, rtol=1e-12)
+  assert m == pytest.approx(want_m, rel=1e-12)
+
+
+def test_max_view_accumulator_takes_the_max_sigmoid_and_ignores_padding():
+  acc = metrics_lib.MaxViewAccumulator(2)
+  lab = np.array([[1.0, 0.0]] * 3)
+  acc.add(np.array([[0.0, 2.0], [1.0, -1.0], [9.0, 9.0]]), lab, np.array([4, 4, 4]),
+          np.array([True, True, False]))
+  acc.add(np.array([[-3.0, 3.0]]), lab[:1], np.array([4]))
+  s = lambda x: 1 / (1 + np.exp(-x))
+  np.testing.assert_allclose(acc.scores(), [[s(1.0), s(3.0)]], rtol=1e-12)
+  assert acc.view_counts().tolist() == [3] and acc.video_ids().tolist() == [4]
+  with pytest.raises(ValueError, match='different labels'):
+    acc.add(np.zeros((1, 2)), np.array([[0.0, 1.0]]), np.array([4]))

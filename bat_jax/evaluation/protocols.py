@@ -7,7 +7,10 @@ clip       one clip (or image) per example as the eval iterator gives it (centre
            averaged per video;
 250view    25 clips x 10 crops (4 corners + centre, x flip) of ``data.crop_size``^2;
 imagenet   single centre crop (resize ``data.eval_resize``, crop ``data.image_size``): top-1 /
-           top-5.
+           top-5;
+charades   multi-label: the 30 views of ``30view``, the element-wise maximum of their sigmoid
+           scores per video, mean average precision over the classes as Charades'
+           ``Charades_v1_classify.m`` computes it (:func:`evaluate_charades`).
 =========  ===================================================================================
 
 Every protocol is ``f(config, model, variables, mesh, *, progress) -> metrics`` (``PROTOCOLS``);
@@ -98,9 +101,11 @@ def require_view_source(config: ml_collections.ConfigDict, protocol: str) -> Any
 
 def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
                   mesh: jax.sharding.Mesh, spec: views.ViewSpec, *, progress: bool = False,
-                  label: str = 'eval') -> tuple[metrics_lib.ViewAccumulator, dict[str, Any]]:
+                  label: str = 'eval', accumulator: Any = None) -> tuple[Any, dict[str, Any]]:
   """Runs the model on every view of this process's videos; returns the per-video accumulated
-  predictions (this process's videos only) and facts about the run (sizes, videos)."""
+  predictions (this process's videos only; ``accumulator``, default a
+  :class:`~bat_jax.evaluation.metrics.ViewAccumulator`) and facts about the run (sizes,
+  videos)."""
   data_cfg = config.data
   module = require_view_source(config, label)
   crop_size = int(data_cfg[spec.crop])
@@ -109,7 +114,7 @@ def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
                                  jax.process_count(), num_clips=spec.num_clips,
                                  num_crops=spec.num_crops, crop_size=crop_size)
   predict = steps_lib.make_predict_step(model, mesh)
-  acc = metrics_lib.ViewAccumulator(int(config.model.num_classes))
+  acc = accumulator or metrics_lib.ViewAccumulator(int(config.model.num_classes))
   logging.info('%s over %d videos', views.describe(label, spec, crop_size, short_side),
                it.num_examples)
   bar = Progress(num_batches(it), f'eval {label}', progress)
@@ -180,9 +185,47 @@ def evaluate_imagenet(config: ml_collections.ConfigDict, model: Any, variables: 
   return evaluate_clip(config, model, variables, mesh, progress=progress)
 
 
+# The released Charades test: 10 clips x 3 spatial shifts (left, centre, right) of 256 x 256 at
+# short side 256 (video-long-term-feature-banks lib/core/config.py NUM_TEST_CLIPS_FINAL_EVAL = 30,
+# lib/datasets/charades.py "3-crop testing", configs/charades_r101_baseline.yaml TEST.SCALE /
+# CROP_SIZE 256): the views of 30view (docs/recipes.md says where the clip positions differ).
+CHARADES_VIEWS = views.PROTOCOL_VIEWS['30view']
+
+
+def evaluate_charades(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                      mesh: jax.sharding.Mesh, *, progress: bool = False) -> dict[str, Any]:
+  """Charades mAP: per video the element-wise maximum over its 30 views of the sigmoid scores
+  (:class:`~bat_jax.evaluation.metrics.MaxViewAccumulator`), then
+  :func:`~bat_jax.evaluation.metrics.mean_average_precision` over every process's videos.
+  Videos with no decodable view are left out (listed in the broken-file report and counted in
+  ``num_videos_skipped``)."""
+  num_classes = int(config.model.num_classes)
+  acc, info = predict_views(config, model, variables, mesh, CHARADES_VIEWS, progress=progress,
+                            label='charades',
+                            accumulator=metrics_lib.MaxViewAccumulator(num_classes))
+  slots = -(-info['num_videos'] // jax.process_count())
+  ids, rows = metrics_lib.gather_videos(
+      acc.video_ids(), np.concatenate([acc.scores(), acc.labels(),
+                                       acc.view_counts()[:, None]], axis=1), slots)
+  if len(ids) == 0:
+    raise ValueError('no video of the eval set could be decoded')
+  scores, labels = rows[:, :num_classes], rows[:, num_classes:2 * num_classes]
+  mean_ap, ap = metrics_lib.mean_average_precision(scores, labels)
+  return {
+      'mAP': mean_ap,
+      'num_classes_scored': int(np.sum(~np.isnan(ap))),
+      'num_examples': int(len(ids)),
+      'num_videos_skipped': info['num_videos'] - int(len(ids)),
+      'num_views': int(rows[:, -1].sum()),
+      'views_per_video': CHARADES_VIEWS.num_views,
+      **info,
+  }
+
+
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     'clip': evaluate_clip,
     '30view': functools.partial(evaluate_views, protocol='30view'),
     '250view': functools.partial(evaluate_views, protocol='250view'),
     'imagenet': evaluate_imagenet,
+    'charades': evaluate_charades,
 }
