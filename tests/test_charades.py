@@ -98,10 +98,15 @@ def test_records_and_labels_parsed(root):
   assert test.paths[0] == os.path.join(root, 'Charades_v1_rgb', 'BBB01')
   mp4 = charades.load_split(root, 'val', videos=os.path.join(root, 'Charades_v1_480'))
   assert mp4.paths[1] == os.path.join(root, 'Charades_v1_480', 'BBB02.mp4')
+  with pytest.raises(FileNotFoundError, match='config.data.videos'):
+    charades.load_split(root, 'train', videos=os.path.join(root, 'nowhere'))
+  with pytest.raises(ValueError, match='allowed'):
+    charades.load_split(root, 'validation')
 
 
 @pytest.mark.parametrize('bad, match', [
-    ('c000 Holding\nc002 Other\n', 'c001'),
+    ('c000 Holding\nc002 Other\n', 'c001'),  # a code out of order
+    ('c000\n', 'c000 <name>'),  # no name
 ])
 def test_bad_classes_file(tmp_path, bad, match):
   p = tmp_path / 'classes.txt'

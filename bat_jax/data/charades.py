@@ -155,6 +155,8 @@ def read_annotations(path: str, num_classes: int = NUM_CLASSES
 
 def _video_dir(root: str, videos: str | None) -> str:
   if videos:
+    if not os.path.isdir(videos):
+      raise FileNotFoundError(f'config.data.videos={videos!r} is not a folder')
     return os.fspath(videos)
   for name in VIDEO_DIRS:
     d = os.path.join(root, name)
