@@ -1,5 +1,5 @@
 """Evaluate a run's checkpoint: ``python evaluate.py --config=configs/<recipe>.py --workdir=DIR
-[--protocol=clip|30view|250view|imagenet|rsa] [--step=N]``.
+[--protocol=clip|30view|250view|imagenet|rsa|charades] [--step=N]``.
 
 Restores ``DIR/checkpoints/<step>`` (``--step``, default the latest) onto however many devices
 this run has, evaluates it with ``--protocol`` (a progress bar with ETA on stderr) and writes
@@ -18,6 +18,8 @@ Protocols (``bat_jax.evaluation.protocols.PROTOCOLS``, views in ``bat_jax/data/v
 * ``rsa``: RSA's test -- ``config.eval_num_clips`` (1 or 2) TSN clips, frames resized to exactly
   ``data.eval_frame_size`` (240 x 320), centre crop ``data.crop_size``
   (``rsa_neurips2021_supplementary.md`` §1).
+* ``charades``: the 30 views of ``30view``, the maximum of their sigmoid scores per video, mean
+  average precision over the classes (Charades' official ``Charades_v1_classify.m``).
 
 Frames are resized to short side ``data.eval_short_side`` first (``rsa``: to
 ``data.eval_frame_size``). The multi-view protocols average
@@ -65,6 +67,10 @@ def main(argv: list[str]) -> None:
   except (CheckpointMismatchError, DamagedCheckpointError) as e:
     sys.exit(f'checkpoint error: {e}')
   print(' '.join(f'{k}={v}' for k, v in result.items()))
+  if 'mAP' in result:
+    print(f"{_PROTOCOL.value} mAP: {result['mAP']:.2%} ({result['num_examples']} videos, "
+          f"{result['num_classes_scored']} classes, step {result['step']})")
+    return
   chance = 1.0 / _CONFIG.value.model.num_classes
   what = 'videos' if _PROTOCOL.value in ('30view', '250view') else 'examples'
   print(f"{_PROTOCOL.value} top-1: {result['top1']:.2%} (chance: {chance:.2%}), "

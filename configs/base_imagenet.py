@@ -54,6 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_on = 'all'  # released image code decays every parameter
   config.grad_clip_norm = 0.0  # 0: off
   config.label_smoothing = 0.0
+  config.loss = 'softmax_cross_entropy'  # or 'sigmoid_binary_cross_entropy' (multi-label)
 
   # Loop, evaluation and checkpoints (bat_jax/training/loop.py); -1 means "derive it".
   config.num_train_steps = -1  # > 0 overrides num_epochs

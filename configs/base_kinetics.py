@@ -86,6 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.bias_lr_mult = 2.0
   config.grad_clip_norm = 20.0
   config.label_smoothing = 0.0
+  config.loss = 'softmax_cross_entropy'  # or 'sigmoid_binary_cross_entropy' (multi-label)
 
   # Loop, evaluation and checkpoints (bat_jax/training/loop.py); -1 means "derive it".
   config.num_train_steps = -1  # > 0 overrides num_epochs

@@ -40,7 +40,8 @@ def test_protocol_table():
   assert views.PROTOCOL_VIEWS['30view'] == views.ViewSpec(10, 3, 'eval_short_side')
   assert views.PROTOCOL_VIEWS['250view'] == views.ViewSpec(25, 10, 'crop_size')
   assert views.PROTOCOL_VIEWS['clip'].num_views == 1
-  assert set(protocols.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet', 'rsa'}
+  assert set(protocols.PROTOCOLS) == {'clip', '30view', '250view', 'imagenet', 'rsa',
+                                      'charades'}
 
 
 def test_kinetics_clip_starts():
@@ -292,5 +293,6 @@ def test_protocol_errors(tiny_model, coded_root):
     protocols.evaluate_views(cfg, model, variables, mesh, protocol='30view')  # synthetic data
   with pytest.raises(config_checks.ConfigError, match='imagenet2012 or imagenet_folder'):
     protocols.evaluate_imagenet(cfg, model, variables, mesh)
-  with pytest.raises(config_checks.ConfigError, match="allowed: \\['250view', '30view', 'clip'"):
+  with pytest.raises(config_checks.ConfigError,
+                     match="allowed: \\['250view', '30view', 'charades', 'clip'"):
     evaluate_lib.evaluate_checkpoint(cfg, '/nonexistent', protocol='10view')

@@ -138,27 +138,41 @@ def decode_within(timeout_s: float, path: str, decode: Callable[[], np.ndarray])
   return result['value']
 
 
+def _label_array(records) -> np.ndarray:
+  """The records' labels: int32 (N,) class indices, or float32 (N, K) multi-hot vectors."""
+  labels = np.asarray([l for _, l in records])
+  return labels.astype(np.int32) if labels.ndim == 1 else labels.astype(np.float32)
+
+
 class _TrainLoad:
+  """``window_labels`` (optional; Charades): ``(path, record, rng) -> (start, label)`` draws
+  the dense window's first frame and gives the label of that window (replacing the record's)."""
+
   def __init__(self, paths: Sequence[str], labels: np.ndarray, seed: int, opts: dict,
-               no_flip_labels: frozenset = frozenset(), decode_timeout_s: float = 0.0):
+               no_flip_labels: frozenset = frozenset(), decode_timeout_s: float = 0.0,
+               window_labels: Callable | None = None):
     self.paths, self.labels, self.seed, self.opts = tuple(paths), labels, seed, opts
     self.no_flip_labels = frozenset(int(l) for l in no_flip_labels)
     self.decode_timeout_s = decode_timeout_s
+    self.window_labels = window_labels
 
-  def _clip(self, r: int, rng: np.random.Generator) -> tuple[int, np.ndarray]:
-    opts = self.opts
-    if int(self.labels[r]) in self.no_flip_labels:
+  def _clip(self, r: int, rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    opts, label = self.opts, self.labels[r]
+    if self.no_flip_labels and int(label) in self.no_flip_labels:
       opts = dict(opts, flip=False)
-    return r, decode_within(self.decode_timeout_s, self.paths[r],
-                            functools.partial(train_transform, self.paths[r], rng, **opts))
+    if self.window_labels is not None:
+      start, label = self.window_labels(self.paths[r], r, rng)
+      opts = dict(opts, start=start)
+    return r, label, decode_within(self.decode_timeout_s, self.paths[r],
+                                   functools.partial(train_transform, self.paths[r], rng, **opts))
 
   def __call__(self, item):
     epoch, pos, rec = item
     rng = np.random.default_rng([self.seed, epoch, pos])
-    (r, video), broken = core.first_readable(functools.partial(self._clip, rng=rng), rec,
-                                             len(self.paths), VideoDecodeError,
-                                             'undecodable videos')
-    return {'video': video, 'label': np.int32(self.labels[r]), '_broken': broken}
+    (_, label, video), broken = core.first_readable(functools.partial(self._clip, rng=rng), rec,
+                                                    len(self.paths), VideoDecodeError,
+                                                    'undecodable videos')
+    return {'video': video, 'label': label, '_broken': broken}
 
 
 class _EvalLoad:
@@ -219,10 +233,11 @@ class _EvalLoad:
         video = multiview.cut_view(clips, view // self.num_crops, view % self.num_crops,
                                    num_crops=self.num_crops, crop_size=self.opts['crop_size'],
                                    mean=self.opts['mean'], std=self.opts['std'])
-        return {'video': video, 'label': np.int32(self.labels[vid]), 'mask': np.bool_(True),
+        return {'video': video, 'label': self.labels[vid], 'mask': np.bool_(True),
                 'video_index': np.int32(vid), '_broken': ()}
     return {'video': np.zeros(self.shape, np.float32),
-            'label': np.int32(self.labels[vid] if vid >= 0 else 0), 'mask': np.bool_(False),
+            'label': self.labels[vid] if vid >= 0 else np.zeros_like(self.labels[0]),
+            'mask': np.bool_(False),
             'video_index': np.int32(vid), '_broken': broken}
 
 
@@ -270,7 +285,8 @@ def _common(data_config):
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                         process_count: int = 1, seed: int = 0, *,
                         num_epochs: int | None = None, records=None,
-                        class_names: Sequence[str] | None = None) -> GrainIterator:
+                        class_names: Sequence[str] | None = None,
+                        window_labels: Callable | None = None) -> GrainIterator:
   """Infinite (or ``num_epochs``-long) iterator of training batches for this process.
 
   Batches: {'video': float32 (B, T, crop, crop, 3) normalised, 'label': int32 (B,)} with
@@ -279,6 +295,9 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   (annotated videos without a file, see :class:`bat_jax.data.kinetics.Split`).
   ``records`` (list of (path, label)) overrides the records from ``data_config.root``;
   ``class_names`` then names their labels (needed for ``data_config.no_flip_keywords``).
+  A record's label may be a multi-hot vector (batches then hold float32 (B, K) labels);
+  ``window_labels`` (dense sampling only) labels each clip by its sampled window
+  (:class:`bat_jax.data.charades.WindowLabels`).
   """
   split_name = config_get(data_config, 'train_split', 'train')
   records, class_names, missing = _records(data_config, split_name, records, class_names)
@@ -300,10 +319,13 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
   check_train_augment(augment, (lo, hi))
   opts.update(short_side_range=(lo, hi), flip=bool(config_get(data_config, 'random_flip', True)),
               augment=augment)
+  if window_labels is not None and opts['sampling'] != 'dense':
+    raise ValueError(f"config.data.sampling={opts['sampling']!r}: window labels need 'dense'")
   paths = [p for p, _ in records]
-  labels = np.asarray([l for _, l in records], np.int32)
+  labels = _label_array(records)
   ds = core.train_batches(
-      _TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config)), source)
+      _TrainLoad(paths, labels, int(seed), opts, no_flip, _decode_timeout(data_config),
+                 window_labels), source)
   num_workers, num_threads = core.worker_counts(data_config)
   fingerprint = {'kind': 'train', 'seed': int(seed), 'global_batch_size': global_batch_size,
                  'num_records': n, 'process_index': process_index,
@@ -351,7 +373,7 @@ def make_eval_iterator(data_config, global_batch_size: int, process_index: int =
                        f'{opts["crop_size"]}')
   assignment, num_batches = eval_assignment(n, views, b, process_index, process_count)
   paths = [p for p, _ in records]
-  labels = np.asarray([l for _, l in records], np.int32)
+  labels = _label_array(records)
   shape = (opts['num_frames'], opts['crop_size'], opts['crop_size'], 3)
   ds = core.eval_batches(_EvalLoad(paths, labels, opts, int(num_clips), int(num_crops), shape,
                                   _decode_timeout(data_config)), assignment, b)

@@ -26,6 +26,7 @@ DATA_SOURCES = {
     'diving48': 'bat_jax.data.diving48',
     'gym99': 'bat_jax.data.finegym',
     'gym288': 'bat_jax.data.finegym',
+    'charades': 'bat_jax.data.charades',
 }
 
 

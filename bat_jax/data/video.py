@@ -178,13 +178,14 @@ def check_train_augment(augment: str, short_side_range: Sequence[int]) -> None:
 def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: int,
                     crop_size: int, short_side_range: Sequence[int], flip: bool = True,
                     mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling: str = 'dense',
-                    augment: str = 'scale_jitter') -> np.ndarray:
+                    augment: str = 'scale_jitter', start: int | None = None) -> np.ndarray:
   """Decode a random clip, crop, horizontal flip with p = 0.5 (none when ``flip`` is False),
   normalise -> float32 (T, crop, crop, 3). ``augment``: ``'scale_jitter'`` (short side uniform
   in the inclusive range, random ``crop x crop`` crop) or ``'multiscale_crop'`` (short side
   ``short_side_range[0]``, which must equal ``[1]``; :func:`multiscale_crop`). ``sampling``:
   ``'dense'`` (``num_frames`` x ``stride`` window) or ``'segments'`` (TSN, random frame per
-  segment; ``stride`` unused)."""
+  segment; ``stride`` unused). ``start``: the dense window's first frame (an int, clamped to the
+  valid starts; Charades draws it to label the window) or None (uniformly random from ``rng``)."""
   lo, hi = int(short_side_range[0]), int(short_side_range[1])
   if lo < crop_size:
     raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
@@ -193,7 +194,7 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
   if sampling == 'segments':
     clip = decode_segments(path, num_frames, rng, train=True, short_side=short)
   elif sampling == 'dense':
-    clip = decode_clip(path, num_frames, stride, None, rng, short_side=short)
+    clip = decode_clip(path, num_frames, stride, start, rng, short_side=short)
   else:
     raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
   if augment == 'multiscale_crop':

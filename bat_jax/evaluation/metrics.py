@@ -9,6 +9,11 @@
 
 Mean per-class accuracy is the mean over the classes that have examples of (correct / examples
 of the class). :func:`sum_over_processes` adds sums over processes (every sum is a count).
+
+Multi-label (Charades): :class:`MaxViewAccumulator` keeps each video's element-wise maximum of
+the views' sigmoid scores, :func:`gather_videos` collects the videos of every process and
+:func:`charades_average_precision` / :func:`mean_average_precision` score them as Charades'
+official ``Charades_v1_classify.m`` does.
 """
 
 from __future__ import annotations
@@ -175,3 +180,117 @@ def sum_over_processes(sums: dict[str, Any]) -> dict[str, Any]:
     out[k] = total[i:i + n] if np.ndim(sums[k]) else total[i]
     i += n
   return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-label (Charades).
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+  """Element-wise logistic function in float64."""
+  x = np.asarray(logits, np.float64)
+  return np.exp(-np.logaddexp(0.0, -x))
+
+
+class MaxViewAccumulator:
+  """Each video's element-wise maximum over its views of the sigmoid scores, and its multi-hot
+  label (the ``add`` interface of :class:`ViewAccumulator`, labels (B, K)).
+
+  The maximum is the released Charades test's view aggregation:
+  facebookresearch/video-long-term-feature-banks ``lib/utils/metrics.py``
+  (``aggregate_predictions_from_clips``: ``all_preds[i] = np.maximum(all_preds[cur_clip_index],
+  all_preds[i])`` over the sigmoid ``prob`` of the 30 views) and PySlowFast's Charades configs
+  (``ENSEMBLE_METHOD: max``)."""
+
+  def __init__(self, num_classes: int):
+    self.num_classes = int(num_classes)
+    self._score: dict[int, np.ndarray] = {}
+    self._count: dict[int, int] = {}
+    self._label: dict[int, np.ndarray] = {}
+
+  def add(self, logits: np.ndarray, labels: np.ndarray, video_index: np.ndarray,
+          mask: np.ndarray | None = None) -> None:
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    if logits.ndim != 2 or logits.shape[1] != self.num_classes or labels.shape != logits.shape:
+      raise ValueError(f'logits {logits.shape} and multi-hot labels {labels.shape}, expected '
+                       f'(B, {self.num_classes}) both')
+    keep = np.asarray(video_index) >= 0
+    if mask is not None:
+      keep &= np.asarray(mask, bool)
+    scores = sigmoid(logits)
+    for row in np.flatnonzero(keep):
+      v = int(video_index[row])
+      if v in self._count:
+        if not np.array_equal(self._label[v], labels[row]):
+          raise ValueError(f'video {v} has views with different labels')
+        np.maximum(self._score[v], scores[row], out=self._score[v])
+        self._count[v] += 1
+      else:
+        self._score[v], self._label[v] = scores[row].copy(), labels[row].copy()
+        self._count[v] = 1
+
+  def video_ids(self) -> np.ndarray:
+    return np.asarray(sorted(self._count), np.int64)
+
+  def view_counts(self) -> np.ndarray:
+    return np.asarray([self._count[v] for v in sorted(self._count)], np.int64)
+
+  def scores(self) -> np.ndarray:
+    return np.stack([self._score[v] for v in sorted(self._count)]) if self._count else \
+        np.zeros((0, self.num_classes))
+
+  def labels(self) -> np.ndarray:
+    return np.stack([self._label[v] for v in sorted(self._count)]).astype(np.float64) if \
+        self._count else np.zeros((0, self.num_classes))
+
+
+def gather_videos(video_ids: np.ndarray, rows: np.ndarray, max_videos: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Every process's ``(video_ids (n,), rows (n, D))``, concatenated and sorted by video id.
+  ``max_videos`` bounds any process's ``n`` (the padding length of the gather)."""
+  video_ids, rows = np.asarray(video_ids, np.int64), np.asarray(rows, np.float64)
+  if jax.process_count() > 1:
+    ids = np.full(max_videos, -1, np.int32)
+    ids[:len(video_ids)] = video_ids
+    padded = np.zeros((max_videos, rows.shape[1]), np.float32)
+    padded[:len(rows)] = rows
+    all_ids = np.asarray(multihost_utils.process_allgather(ids)).reshape(-1)
+    all_rows = np.asarray(multihost_utils.process_allgather(padded), np.float64)
+    all_rows = all_rows.reshape(-1, rows.shape[1])
+    keep = all_ids >= 0
+    video_ids, rows = all_ids[keep].astype(np.int64), all_rows[keep]
+  order = np.argsort(video_ids, kind='stable')
+  return video_ids[order], rows[order]
+
+
+def charades_average_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Per-class average precision (K,) as Charades' ``Charades_v1_classify.m`` computes it
+  (``THUMOSeventclspr``, adapted from THUMOS'15): videos sorted by decreasing score with
+  MATLAB's stable ``sort(-conf)`` (tied videos keep their order, the order of the test CSV),
+  ``prec(i) = tp(i) / i`` over that ranking, ``AP = sum of prec at the positives / #positives``.
+  A video without any action never gets its prediction read by the script (``gtids{i}`` stays
+  empty), so its scores are ``-inf`` and it ranks last in every class. A class without
+  positives gets NaN (0 / 0), as in the script."""
+  scores = np.array(scores, np.float64)
+  labels = np.asarray(labels) > 0
+  if scores.shape != labels.shape or scores.ndim != 2:
+    raise ValueError(f'scores {scores.shape} and labels {labels.shape}: expected (N, K) both')
+  scores[~labels.any(axis=1)] = -np.inf
+  ap = np.full(scores.shape[1], np.nan)
+  for c in range(scores.shape[1]):
+    tp = labels[np.argsort(-scores[:, c], kind='stable'), c]
+    if tp.any():
+      prec = np.cumsum(tp) / np.arange(1, len(tp) + 1)
+      ap[c] = prec[tp].sum() / tp.sum()
+  return ap
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+  """(mAP, per-class AP): the mean of :func:`charades_average_precision` over the classes with
+  at least one positive video. (The official script's ``mean(ap_all)`` is NaN when a class has
+  none, which never happens on the full test set; its Python ports take ``nanmean``, and the
+  released LFB code's ``mean_ap_metric`` drops such classes: the same number.)"""
+  ap = charades_average_precision(scores, labels)
+  if np.all(np.isnan(ap)):
+    raise ValueError('no class has a positive video: mAP is undefined')
+  return float(np.nanmean(ap)), ap

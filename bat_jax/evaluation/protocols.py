@@ -11,6 +11,9 @@ imagenet   single centre crop (resize ``data.eval_resize``, crop ``data.image_si
 rsa        RSA's test (``rsa_neurips2021_supplementary.md`` §1): ``config.eval_num_clips`` (1 or
            2) clips, frames resized to ``data.eval_frame_size`` (240 x 320), centre crop
            ``data.crop_size``, softmax averaged per video.
+charades   multi-label: the 30 views of ``30view``, the element-wise maximum of their sigmoid
+           scores per video, mean average precision over the classes as Charades'
+           ``Charades_v1_classify.m`` computes it (:func:`evaluate_charades`).
 =========  ===================================================================================
 
 Every protocol is ``f(config, model, variables, mesh, *, progress) -> metrics`` (``PROTOCOLS``);
@@ -67,7 +70,8 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
   """Clip-level top-1 / top-5 / mean per-class accuracy / loss over the eval iterator
   (``after_batch``: called after each batch; the fault tests' hook)."""
   num_classes = int(config.model.num_classes)
-  eval_step = eval_step or steps_lib.make_eval_step(model, mesh, num_classes)
+  eval_step = eval_step or steps_lib.make_eval_step(
+      model, mesh, num_classes, loss=config.get('loss', steps_lib.LOSSES[0]))
   it = data_module(config.data).make_eval_iterator(
       config.data, eval_batch_size(config), jax.process_index(), jax.process_count())
   totals: dict[str, np.ndarray] | None = None
@@ -103,9 +107,11 @@ def require_view_source(config: ml_collections.ConfigDict, protocol: str,
 
 def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
                   mesh: jax.sharding.Mesh, spec: views.ViewSpec, *, progress: bool = False,
-                  label: str = 'eval') -> tuple[metrics_lib.ViewAccumulator, dict[str, Any]]:
+                  label: str = 'eval', accumulator: Any = None) -> tuple[Any, dict[str, Any]]:
   """Runs the model on every view of this process's videos; returns the per-video accumulated
-  predictions (this process's videos only) and facts about the run (sizes, videos)."""
+  predictions (this process's videos only; ``accumulator``, default a
+  :class:`~bat_jax.evaluation.metrics.ViewAccumulator`) and facts about the run (sizes,
+  videos)."""
   data_cfg = config.data
   module = require_view_source(config, label, frame_size=spec.frame_size is not None)
   crop_size = int(data_cfg[spec.crop])
@@ -115,7 +121,7 @@ def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
                                  jax.process_count(), num_clips=spec.num_clips,
                                  num_crops=spec.num_crops, crop_size=crop_size, **resize)
   predict = steps_lib.make_predict_step(model, mesh)
-  acc = metrics_lib.ViewAccumulator(int(config.model.num_classes))
+  acc = accumulator or metrics_lib.ViewAccumulator(int(config.model.num_classes))
   logging.info('%s over %d videos', views.describe(label, spec, crop_size, short_side),
                it.num_examples)
   bar = Progress(num_batches(it), f'eval {label}', progress)
@@ -209,6 +215,41 @@ def evaluate_rsa(config: ml_collections.ConfigDict, model: Any, variables: Any,
   scores"): :func:`evaluate_views` on :func:`rsa_view_spec`'s views."""
   return evaluate_views(config, model, variables, mesh, protocol='rsa',
                         spec=rsa_view_spec(config), progress=progress)
+# The released Charades test: 10 clips x 3 spatial shifts (left, centre, right) of 256 x 256 at
+# short side 256 (video-long-term-feature-banks lib/core/config.py NUM_TEST_CLIPS_FINAL_EVAL = 30,
+# lib/datasets/charades.py "3-crop testing", configs/charades_r101_baseline.yaml TEST.SCALE /
+# CROP_SIZE 256): the views of 30view (docs/recipes.md says where the clip positions differ).
+CHARADES_VIEWS = views.PROTOCOL_VIEWS['30view']
+
+
+def evaluate_charades(config: ml_collections.ConfigDict, model: Any, variables: Any,
+                      mesh: jax.sharding.Mesh, *, progress: bool = False) -> dict[str, Any]:
+  """Charades mAP: per video the element-wise maximum over its 30 views of the sigmoid scores
+  (:class:`~bat_jax.evaluation.metrics.MaxViewAccumulator`), then
+  :func:`~bat_jax.evaluation.metrics.mean_average_precision` over every process's videos.
+  Videos with no decodable view are left out (listed in the broken-file report and counted in
+  ``num_videos_skipped``)."""
+  num_classes = int(config.model.num_classes)
+  acc, info = predict_views(config, model, variables, mesh, CHARADES_VIEWS, progress=progress,
+                            label='charades',
+                            accumulator=metrics_lib.MaxViewAccumulator(num_classes))
+  slots = -(-info['num_videos'] // jax.process_count())
+  ids, rows = metrics_lib.gather_videos(
+      acc.video_ids(), np.concatenate([acc.scores(), acc.labels(),
+                                       acc.view_counts()[:, None]], axis=1), slots)
+  if len(ids) == 0:
+    raise ValueError('no video of the eval set could be decoded')
+  scores, labels = rows[:, :num_classes], rows[:, num_classes:2 * num_classes]
+  mean_ap, ap = metrics_lib.mean_average_precision(scores, labels)
+  return {
+      'mAP': mean_ap,
+      'num_classes_scored': int(np.sum(~np.isnan(ap))),
+      'num_examples': int(len(ids)),
+      'num_videos_skipped': info['num_videos'] - int(len(ids)),
+      'num_views': int(rows[:, -1].sum()),
+      'views_per_video': CHARADES_VIEWS.num_views,
+      **info,
+  }
 
 
 PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -217,4 +258,5 @@ PROTOCOLS: dict[str, Callable[..., dict[str, Any]]] = {
     '250view': functools.partial(evaluate_views, protocol='250view'),
     'imagenet': evaluate_imagenet,
     'rsa': evaluate_rsa,
+    'charades': evaluate_charades,
 }

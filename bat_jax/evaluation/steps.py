@@ -38,26 +38,74 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def make_eval_step(model: nn.Module, mesh: Mesh, num_classes: int,
-                   top_k: int = 5) -> Callable[[Any, Batch], dict[str, jax.Array]]:
+def sigmoid_binary_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Per-example multi-label loss: the mean over the K classes of
+  ``-[y log sigmoid(z) + (1 - y) log(1 - sigmoid(z))]`` for multi-hot ``targets`` (B, K).
+
+  Its batch mean is the mean over all B x K entries, as the released Charades code's loss
+  normalises: Caffe2's ``SigmoidCrossEntropyLoss`` (modules/detectron/
+  sigmoid_cross_entropy_loss_op.cu, ``normalize=1``) divides the summed element losses by the
+  number of entries with a target (B x K), in facebookresearch/video-long-term-feature-banks
+  ``lib/models/resnet_video.py`` (``MULTI_LABEL``), as PySlowFast's ``bce_logit`` (mean)."""
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32),
+                                                     targets.astype(jnp.float32)), axis=-1)
+
+
+LOSSES = ('softmax_cross_entropy', 'sigmoid_binary_cross_entropy')
+
+
+def example_loss(loss: str, logits: jax.Array, labels: jax.Array,
+                 label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example loss ``config.loss`` (one of ``LOSSES``): softmax cross-entropy of int labels
+  (B,) (:func:`cross_entropy`) or sigmoid binary cross-entropy of multi-hot labels (B, K)."""
+  if loss == 'softmax_cross_entropy':
+    return cross_entropy(logits, labels, label_smoothing)
+  if loss == 'sigmoid_binary_cross_entropy':
+    return sigmoid_binary_cross_entropy(logits, labels)
+  raise ValueError(f'config.loss={loss!r}; allowed: {list(LOSSES)}')
+
+
+def top_hits(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  """float32 (B,): 1 where the label is among the ``k`` highest logits; for multi-hot labels
+  (B, K), where any positive class is."""
+  if labels.ndim == 1:
+    if k == 1:
+      return (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1).astype(jnp.float32)
+  top = jax.lax.top_k(logits, k)[1]
+  return jnp.any(jnp.take_along_axis(labels, top, axis=-1) > 0, axis=-1).astype(jnp.float32)
+
+
+def make_eval_step(model: nn.Module, mesh: Mesh, num_classes: int, top_k: int = 5,
+                   loss: str = 'softmax_cross_entropy'
+                   ) -> Callable[[Any, Batch], dict[str, jax.Array]]:
   """``(variables, batch) -> sums`` over the unmasked examples: ``count``, ``loss``, ``top1``,
   ``top{k}``, and per-class ``class_count`` / ``class_top1`` (for mean per-class accuracy).
-  Padded examples (``mask`` False) count nowhere."""
+  Padded examples (``mask`` False) count nowhere. With multi-hot labels (B, K) ``top1`` /
+  ``top{k}`` count the examples with a positive class among the top 1 / k, ``class_count`` the
+  positives of each class and ``class_top1`` those whose top-1 class is that class."""
   k = min(top_k, num_classes)
 
   def step(variables: Any, batch: Batch) -> dict[str, jax.Array]:
     x, labels = batch[input_key(batch)], batch['label']
-    mask = batch['mask'].astype(jnp.float32) if 'mask' in batch else jnp.ones(labels.shape)
+    mask = (batch['mask'].astype(jnp.float32) if 'mask' in batch
+            else jnp.ones(labels.shape[:1]))
     logits = model.apply(variables, x, train=False).astype(jnp.float32)
-    top1 = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    topk = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1).astype(jnp.float32)
+    top1 = top_hits(logits, labels, 1)
+    if labels.ndim == 1:
+      class_count = jnp.zeros(num_classes).at[labels].add(mask)
+      class_top1 = jnp.zeros(num_classes).at[labels].add(mask * top1)
+    else:
+      positives = mask[:, None] * labels.astype(jnp.float32)
+      class_count = jnp.sum(positives, 0)
+      class_top1 = jnp.sum(positives * jax.nn.one_hot(jnp.argmax(logits, -1), num_classes), 0)
     return {
         'count': jnp.sum(mask),
-        'loss': jnp.sum(mask * cross_entropy(logits, labels)),
+        'loss': jnp.sum(mask * example_loss(loss, logits, labels)),
         'top1': jnp.sum(mask * top1),
-        f'top{top_k}': jnp.sum(mask * topk),
-        'class_count': jnp.zeros(num_classes).at[labels].add(mask),
-        'class_top1': jnp.zeros(num_classes).at[labels].add(mask * top1),
+        f'top{top_k}': jnp.sum(mask * top_hits(logits, labels, k)),
+        'class_count': class_count,
+        'class_top1': class_top1,
     }
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)

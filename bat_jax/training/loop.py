@@ -40,7 +40,7 @@ from absl import flags, logging
 from bat_jax.data import mesh as mesh_lib
 from bat_jax.data.registry import data_module
 from bat_jax.evaluation.protocols import close_iterator, evaluate_clip
-from bat_jax.evaluation.steps import make_eval_step
+from bat_jax.evaluation.steps import LOSSES, make_eval_step
 from bat_jax.models.registry import build_model
 from bat_jax.training import broken_files, faults, optim
 from bat_jax.training import state as state_lib
@@ -198,8 +198,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = MetricsWriter(workdir, enabled=is_chief, resume_step=start_step,
                          num_train_steps=num_train_steps,
                          global_batch_size=config.global_batch_size)
-  train_step: Any = make_train_step(model, tx, mesh, config.label_smoothing)
-  eval_step = make_eval_step(model, mesh, int(config.model.num_classes))
+  loss = config.get('loss', LOSSES[0])
+  train_step: Any = make_train_step(model, tx, mesh, config.label_smoothing, loss)
+  eval_step = make_eval_step(model, mesh, int(config.model.num_classes), loss=loss)
   watcher = PreemptionWatcher()
   last: dict[str, Any] = {}
   preempted = False

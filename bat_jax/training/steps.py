@@ -17,7 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from bat_jax.data import mesh as mesh_lib
-from bat_jax.evaluation.steps import cross_entropy, input_key
+from bat_jax.evaluation.steps import example_loss, input_key, top_hits
 from bat_jax.nn.xla_cpu import compiler_options
 from bat_jax.training.state import TrainState
 
@@ -33,10 +33,12 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
-                    label_smoothing: float = 0.0
+                    label_smoothing: float = 0.0, loss: str = 'softmax_cross_entropy'
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """``(state, batch) -> (state + 1 update, {'loss', 'top1', 'grad_norm', 'finite'})``; donates
-  ``state``.
+  ``state``. ``loss``: ``config.loss`` (``evaluation.steps.LOSSES``); the batch mean of
+  :func:`bat_jax.evaluation.steps.example_loss`. ``top1`` of multi-hot labels: the fraction of
+  examples whose top-1 class is a positive.
 
   ``finite`` is true when the loss, the gradient norm and every updated parameter are finite. A
   non-finite step applies no update: params, batch statistics and optimizer state come back
@@ -50,22 +52,22 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
       logits, updates = model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, x, train=True,
           rngs={'dropout': state.step_rng()}, mutable=['batch_stats'])
-      loss = jnp.mean(cross_entropy(logits, labels, label_smoothing))
-      return loss, (logits, updates.get('batch_stats', state.batch_stats))
+      value = jnp.mean(example_loss(loss, logits, labels, label_smoothing))
+      return value, (logits, updates.get('batch_stats', state.batch_stats))
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
+    finite = jnp.isfinite(value) & jnp.isfinite(grad_norm) & all_finite(params)
     params, batch_stats, opt_state = jax.lax.cond(
         finite, lambda: (params, batch_stats, opt_state),
         lambda: (state.params, state.batch_stats, state.opt_state))
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state)
-    metrics = {'loss': loss,
-               'top1': jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)),
+    metrics = {'loss': value,
+               'top1': jnp.mean(top_hits(logits, labels, 1)),
                'grad_norm': grad_norm, 'finite': finite}
     return new_state, metrics
 
