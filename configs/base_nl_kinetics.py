@@ -75,6 +75,7 @@ def get_config(depth: str = 'r50', arch: str = 'c2d', plan: str = '',
   d.num_frames = 32  # run_*_32f.sh: TRAIN.VIDEO_LENGTH 32, TEST.VIDEO_LENGTH 32
   d.frame_stride = 2  # run_*_32f.sh: TRAIN.SAMPLE_RATE 2, TEST.SAMPLE_RATE 2
   d.crop_size = 224  # DBG.yaml TRAIN.CROP_SIZE 224, TEST.CROP_SIZE 224
+  d.train_augment = 'scale_jitter'  # lib/datasets: short side resized U[256, 320], random crop
   d.train_short_side = (256, 320)  # DBG.yaml TRAIN.JITTER_SCALES [256, 320]
   d.eval_short_side = 256  # DBG.yaml TEST.SCALE 256; NUM_TEST_CLIPS 30: --protocol=30view
   d.mean = (0.45, 0.45, 0.45)  # lib/core/config.py MODEL.MEAN 114.75 (of 255), every channel

@@ -121,6 +121,16 @@ def test_crop_scale_values():
   cfg.data.data_dir = '/tmp'
   cfg.data.random_resized_crop_scale = (0.5, 0.2)
   assert 'config.data.random_resized_crop_scale=(0.5, 0.2); allowed' in _error(cfg)
+
+
+def test_multiscale_crop_needs_one_short_side():
+  """Caught before any data work (the Non-local rows jitter the short side: scale_jitter)."""
+  cfg = h.get_config('video')
+  cfg.data.train_augment = 'multiscale_crop'
+  cfg.data.train_short_side = (256, 320)
+  assert "config.data.train_short_side=(256, 320): train_augment='multiscale_crop'" in _error(cfg)
+  cfg.data.train_augment = 'scale_jitter'
+  config_checks.validate_config(cfg)
 VIDEO_RECIPES = ('kinetics_c2d_3dbat', 'kinetics_i3d_nl', 'kinetics_tsm_r50',
                  'mini_kinetics_c2d_bat', 'ssv1_rsa_r50')
 

@@ -15,6 +15,7 @@ import ml_collections
 import pytest
 
 from bat_jax import build_model
+from bat_jax.data import video
 from bat_jax.tools import summary
 from configs import args
 from configs import blocks
@@ -49,6 +50,8 @@ def test_every_config_loads_builds_and_names_its_source(name):
     assert 'Table' in doc or '§' in doc, f'{name}: the docstring names no table row'
   for field in ('global_batch_size', 'num_epochs', 'base_learning_rate', 'weight_decay'):
     assert field in cfg, (name, field)
+  if 'train_augment' in cfg.data:  # the augmentation and its short sides go together
+    video.check_train_augment(cfg.data.train_augment, cfg.data.train_short_side)
 
 
 def _expand(name: str) -> list[str]:

@@ -11,8 +11,10 @@ import jax
 import ml_collections
 
 from bat_jax.data import mesh as mesh_lib
+from bat_jax.data import video
 from bat_jax.data.registry import DATA_SOURCES
 from bat_jax.evaluation.protocols import ConfigError
+from bat_jax.evaluation.steps import LOSSES
 from bat_jax.models.registry import build_model, is_video
 from bat_jax.training import optim
 from bat_jax.training.checkpoint import resolve_state_dir
@@ -74,6 +76,9 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
   except ValueError as e:  # build_model's messages name the model.* field
     raise ConfigError(str(e)) from None
   _validate_data(config.data)
+  loss = config.get('loss', LOSSES[0])
+  if loss not in LOSSES:
+    raise ConfigError(f'config.loss={loss!r}; allowed: {list(LOSSES)}')
   if not training:
     return
   if config.optimizer not in optim.OPTIMIZERS:
@@ -108,6 +113,9 @@ def validate_config(config: ml_collections.ConfigDict, *, training: bool = True)
                       'share the learning rate; 2: the released video code)')
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ConfigError(f'config.label_smoothing={config.label_smoothing}; allowed: [0, 1)')
+  if config.label_smoothing and loss != LOSSES[0]:
+    raise ConfigError(f'config.label_smoothing={config.label_smoothing} applies to '
+                      f"config.loss='{LOSSES[0]}' only (config.loss={loss!r}); set it to 0")
   if config.warmup_epochs < 0:
     raise ConfigError(f'config.warmup_epochs={config.warmup_epochs}; allowed: >= 0')
   granularity = config.get('warmup_granularity', 'step')
@@ -158,6 +166,11 @@ def _validate_data(data: ml_collections.ConfigDict) -> None:
   if name not in DATA_SOURCES:
     raise ConfigError(f'config.data.name={name!r} is not a known data set; allowed: '
                       f'{sorted(DATA_SOURCES)}')
+  if 'train_augment' in data:
+    try:
+      video.check_train_augment(data.train_augment, data.get('train_short_side', (256, 256)))
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   if name == 'synthetic':
     for field in ('num_classes', 'crop_size', 'num_train_examples', 'num_eval_examples'):
       if not isinstance(data.get(field), int) or data.get(field) <= 0:
