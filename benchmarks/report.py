@@ -74,7 +74,10 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   for video, key, what, limit in PIPELINE_TARGETS:
     value = mv[key] if video is None else rows[video][key]
     lines.append(f'| {what} | {value:.2f} | >= {limit} | {_mark(value >= limit)} |')
-  lines += ['| frame store (`--format=frames`) / video path, clips/s | – | >= 3 | not built |', '',
+  fs = cmp['frame_store']
+  lines += [f"| training clips/s, frame store (`--format=frames`) / video path, same prepared "
+            f"content | {fs['frames_over_video']:.2f} | >= 3.0 | "
+            f"{_mark(fs['frames_over_video'] >= 3.0)} |", '',
             '| video | MB | decode-only frames/s | limit clips/s | ours clips/s | ours without '
             'skip_frame | PySlowFast-style clips/s | ours / PySlowFast | ours / limit |',
             '|---|---|---|---|---|---|---|---|---|']
@@ -91,6 +94,17 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   for r in cmp['rows']:
     lines.append(f"| {r['video']} | " + ' | '.join(f"{r['stages_ms'][k]:.1f}" for k in stages) +
                  f" | {r['frames_before_window']:.0f} + {r['frames_window']:.0f} |")
+  lines += ['', f"Frame store against the video path on the same content ({fs['video']}; store "
+            f"written by `prepare_videos --format=frames --short-side {fs['short_side']}`, JPEG "
+            f"quality {fs['jpeg_quality']}, {fs['frames']} frames; both read by the same "
+            '`train_transform` in the same rounds):', '',
+            '| reader | MB on disk | training clips/s | records read + JPEG decode only, clips/s |',
+            '|---|---|---|---|',
+            f"| video (mp4) | {fs['mp4_bytes'] / 1e6:.2f} | {fs['video_clips_per_s']:.1f} | – |",
+            f"| frame store | {fs['store_bytes'] / 1e6:.2f} ({fs['size_ratio']:.1f}x) | "
+            f"{fs['clips_per_s']:.1f} | {fs['decode_only_clips_per_s']:.1f} |", '',
+            'Where a frame-store training clip goes (ms, mean): ' +
+            ', '.join(f'{k} {v:.1f}' for k, v in fs['stages_ms'].items()) + '.']
   lines += ['', f"30-view evaluation of the 340x256 keyint-250 video: {mv['per_view_frames']} "
             f"decoded frames per video per view, {mv['one_decode_frames']} with one decode "
             f"({mv['frames_ratio']:.1f}x fewer); {mv['per_view_views_per_s']:.1f} -> "

@@ -48,3 +48,13 @@ def test_peer_reader_and_breakdown_run_on_a_video(clip_video):
   t = bench.clip_breakdown(clip_video, np.random.default_rng(0))
   assert t['frames_window'] >= 1 and all(t[k] >= 0 for k in t)
   assert bench.decode_only_fps(clip_video) > 0
+
+
+def test_frame_store_breakdown_runs_on_a_store(clip_video, tmp_path):
+  store = str(tmp_path / 'v.array_record')
+  bench.prepare_videos.extract_frames(clip_video, store, 32)
+  t = bench.store_breakdown(store, np.random.default_rng(0))
+  assert set(t) == {'open_read', 'jpeg_decode', 'resize', 'crop_flip_normalise'}
+  assert all(v >= 0 for v in t.values())
+  clip = bench._store_decode_only(store, np.random.default_rng(0))  # pylint: disable=protected-access
+  assert clip.shape == (8, 32, 48, 3)

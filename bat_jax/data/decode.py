@@ -345,7 +345,8 @@ def _load_image(source, short_side: int | None) -> np.ndarray:
   """uint8 RGB (H, W, 3) of an image file or file object (PIL; bilinear resize to
   ``short_side``). Raises PIL's / the OS's errors."""
   with Image.open(source) as im:
-    im = im.convert('RGB')
+    if im.mode != 'RGB':  # (convert would copy an RGB image)
+      im = im.convert('RGB')
     if short_side is not None:
       nh, nw = short_side_shape(im.height, im.width, short_side)
       if (nh, nw) != (im.height, im.width):
