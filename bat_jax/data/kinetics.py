@@ -174,6 +174,7 @@ def load_split(root: str, split: str, *, annotation: str | None = None,
     if split_dir is None:
       raise FileNotFoundError(f'no annotations and no {split}/ folder under {root!r}')
     folders = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    extensions = _extensions(root)
     class_names = list(class_names) if class_names is not None else folders
     label_of = {c: i for i, c in enumerate(class_names)}
     records = []
@@ -181,7 +182,7 @@ def load_split(root: str, split: str, *, annotation: str | None = None,
       if c not in label_of:
         raise ValueError(f'class folder {c!r} of {split_dir} not among the training classes')
       for fn in sorted(os.listdir(os.path.join(split_dir, c))):
-        if os.path.splitext(fn)[1].lower() in _extensions(root):
+        if os.path.splitext(fn)[1].lower() in extensions:
           records.append((os.path.join(split_dir, c, fn), label_of[c]))
     return Split(records, list(class_names), [], None)
 
