@@ -64,7 +64,8 @@ def is_shard(path) -> bool:
 
 def write_shard(path: str, jpegs: Iterable[bytes], header: dict) -> int:
   """Writes the frames ``jpegs`` (in order) and then ``header`` + ``{'frames': count}`` as one
-  shard at ``path``, atomically (``path + '.partial'``, renamed when complete; removed if
+  shard at ``path`` (``header`` is read after the last frame, so the iterator may fill it in),
+  atomically (``path + '.partial'``, renamed when complete; removed if
   writing fails, including when iterating ``jpegs`` raises). Returns the frame count."""
   tmp = path + PARTIAL_SUFFIX
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
