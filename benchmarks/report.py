@@ -1,8 +1,8 @@
 r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``,
-``precision.py`` and ``pipeline.py --compare`` wrote.
+``precision.py``, ``pipeline.py --compare`` and ``store_resize.py`` wrote.
 
     python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision,
-                                   #   pipeline_compare}.json
+                                   #   pipeline_compare,store_resize}.json
 
 Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
 target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
@@ -112,6 +112,27 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   return lines
 
 
+def store_resize_section(sr: dict[str, Any]) -> list[str]:
+  """The frame-store decode + resize alternatives of ``benchmarks/store_resize.py``."""
+  lines = ['### Frame store: JPEG decode + resize alternatives for one clip\'s 8 frames', '',
+           f"Machine: {sr['machine']}, {sr['cores']} usable cores, load average "
+           f"{sr['load_average'][0]:.2f}. Command: `python benchmarks/store_resize.py --rounds "
+           f"{sr['rows'][0]['rounds']}`. CPU time of the reading thread (median over rounds, a "
+           'fresh jittered short side per round), the ratio to the reader (`pil`) as the median of '
+           'per-round ratios; accuracy on 0-255 against the video path\'s frames at the same size '
+           'and against the reader. Alternatives: the script\'s docstring.', '']
+  for row in sr['rows']:
+    lines += [f"Store frames {row['stored']}, short side U{row['short_side_range']}:", '',
+              '| alternative | CPU ms | / pil | mean abs vs video | max abs vs pil |',
+              '|---|---|---|---|---|']
+    for k, v in row['alternatives'].items():
+      acc = ('– | –' if v['mean_abs_vs_video'] is None else
+             f"{v['mean_abs_vs_video']:.2f} | {v['max_abs_vs_pil']}")
+      lines.append(f"| {k} | {v['cpu_ms']:.2f} | {v['over_pil']:.3f} | {acc} |")
+    lines.append('')
+  return lines
+
+
 def machine_line(m: dict[str, Any]) -> str:
   return (f"{m['cpu']}, {m['nproc']} cores, {m['memory']}, Python {m['python']}, jax "
           f"{m.get('jax')} ({m.get('backend')}), run {m['date']}, load average "
@@ -203,7 +224,8 @@ def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
 def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
           precision: dict[str, Any] | None, path: str,
           peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None,
-          pipeline_cmp: dict[str, Any] | None = None) -> str:
+          pipeline_cmp: dict[str, Any] | None = None,
+          store_resize: dict[str, Any] | None = None) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -221,6 +243,8 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               models_bench.tables(models), '']
   if pipeline_cmp:
     lines += pipeline_section(pipeline_cmp)
+  if store_resize:
+    lines += store_resize_section(store_resize)
   if ops:
     import ops as ops_bench  # pylint: disable=g-import-not-at-top
     a = ops['args']
@@ -269,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
   p.add_argument('--ops', default=os.path.join(common.RESULTS_DIR, 'ops.json'))
   p.add_argument('--pipeline', default=os.path.join(common.RESULTS_DIR, 'pipeline_compare.json'))
+  p.add_argument('--store-resize',
+                 default=os.path.join(common.RESULTS_DIR, 'store_resize.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
   models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
@@ -276,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
     return 1
   peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
-  print(f'wrote {write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline))}')
+  out = write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline),
+              _load(a.store_resize))
+  print(f'wrote {out}')
   return 0
 
 

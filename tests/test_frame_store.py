@@ -206,6 +206,38 @@ def test_store_eval_clips_match_video_and_per_view(trees):
   assert small.shape == (5, 4, 48, 60, 3)
 
 
+def _bilinear_reference(frames: np.ndarray, out_hw) -> np.ndarray:
+  """PIL's bilinear resampling from its definition, float64, per axis: output ``i`` of ``m`` from
+  ``n`` inputs is centred at ``c = (i + 1/2) n / m``; with ``f = max(n / m, 1)`` (the triangle
+  widened when shrinking: antialiasing) input ``j`` weighs ``max(0, 1 - |j + 1/2 - c| / f)``, the
+  weights over ``j`` in ``[0, n)`` normalised to sum 1."""
+  out = frames.astype(np.float64)
+  for axis, m in zip((1, 2), out_hw):
+    n = out.shape[axis]
+    f = max(n / m, 1.0)
+    c = (np.arange(m) + 0.5) * n / m
+    w = np.maximum(0.0, 1 - np.abs(np.arange(n)[None, :] + 0.5 - c[:, None]) / f)
+    out = np.moveaxis(np.tensordot(w / w.sum(1, keepdims=True), out, axes=([1], [axis])), 0, axis)
+  return out
+
+
+@pytest.mark.parametrize('short_side', [48, 80])
+def test_store_resize_is_bilinear_and_close_to_the_video(trees, short_side):
+  """A clip read at another short side than the stored one (shrunk: 48, enlarged: 80): PIL's
+  bilinear filter on the stored frames, and within the JPEG bound of the video path's clip
+  (swscale from the decoded video) at the same size."""
+  src, dst, _ = trees
+  shard = _shard(dst, CODED0)
+  stored = D.decode_clip(shard, 4, 5, 'center')
+  got = D.decode_clip(shard, 4, 5, 'center', short_side=short_side)
+  out_hw = D.short_side_shape(H, W, short_side)
+  assert got.shape == (4,) + out_hw + (3,)
+  # PIL rounds after each of its two passes (to 8 bits): at most 1/2 + 1/2 off the exact value
+  assert np.abs(got - _bilinear_reference(stored, out_hw)).max() <= 1 + 1e-9
+  video = D.decode_clip(os.path.join(src, CODED0), 4, 5, 'center', short_side=short_side)
+  assert np.abs(got.astype(np.float64) - video).mean() < JPEG_BOUND
+
+
 def _config(root, **kw):
   return dict(root=root, num_frames=4, frame_stride=2, crop_size=48, train_short_side=(64, 64),
               eval_short_side=64, num_workers=0, num_threads=1, **kw)
