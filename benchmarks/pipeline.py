@@ -18,7 +18,8 @@ time. Prints the machine (CPU model, cores) and writes everything to ``--json``.
 trainer's default is 2.
 
 ``--compare`` instead runs the reader comparison, one process, one thread, in interleaved
-rounds (every reader and video once per round; ratios are medians of per-round ratios), on
+rounds (every reader and video once per round; ratios are medians of per-round ratios; times are
+the process's CPU seconds, so clips/s are per core and hold on a shared machine), on
 three videos it writes: 340 x 256 with keyframe interval 250, the same after
 ``prepare_videos`` (short side 256, interval 32), and 640 x 360 with interval 250. Per video:
 the sequential decode-only frames/s (the codec's limit), training clips/s of
@@ -134,28 +135,33 @@ def measure(path: str, workers: int, threads: int, batches: int, batch_size: int
 # ------------------------------------------------------------------------------------------------
 # --compare: our reader against the PySlowFast-style one, stage breakdown, multi-view decoding.
 
+# Clips/s per core: the --compare timings are CPU seconds of this process (all its threads), which
+# other jobs sharing the cores inflate far less than wall time (a run at load average ~14 on 2
+# cores got ~1/6 of a core: wall-time ratios there are noise).
+clock = time.process_time
+
 TRAIN = dict(num_frames=8, stride=8, crop_size=224, short_side_range=(256, 320))
 
 
 def decode_only_fps(path: str) -> float:
   """Sequential decode of every frame, no conversion: frames per second (one thread)."""
-  t0 = time.perf_counter()
+  t0 = clock()
   container = D.open_video(path)
   n = sum(1 for _ in container.decode(video=0))
   container.close()
-  return n / (time.perf_counter() - t0)
+  return n / (clock() - t0)
 
 
 def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   """Seconds per stage of one training clip, mirroring ``train_transform``'s steps."""
   t = {}
-  t0 = time.perf_counter()
+  t0 = clock()
   short = int(rng.integers(256, 321))
   container = D.open_video(path)
   stream = container.streams.video[0]
   fps, n = D.stream_info(container, stream)
   out_hw = D.short_side_shape(stream.codec_context.height, stream.codec_context.width, short)
-  t1 = time.perf_counter()
+  t1 = clock()
   t['open'] = t1 - t0
   window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
   start = int(rng.integers(0, n - window + 1))
@@ -164,21 +170,21 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   frames = D.decoded_frames
 
   def timed(container, stream, errors, skip=None):
-    tick = time.perf_counter()
+    tick = clock()
     for f in frames(container, stream, errors, skip):
-      tock = time.perf_counter()
+      tock = clock()
       idx = int(round(float((f.pts - (stream.start_time or 0)) * stream.time_base) * fps))
       key = 'before' if idx < wanted[0] else 'window'
       seek_decode_timed[key] += tock - tick
       seek_decode_timed['frames_' + key] += 1
       yield f
-      tick = time.perf_counter()
+      tick = clock()
 
   D.decoded_frames = timed
   try:
-    ts = time.perf_counter()
+    ts = clock()
     picked = D.seek_decode(container, stream, wanted, fps)
-    t2 = time.perf_counter()
+    t2 = clock()
   finally:
     D.decoded_frames = frames
   t['seek'] = (t2 - ts) - seek_decode_timed['before'] - seek_decode_timed['window']
@@ -186,13 +192,13 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   t['decode_window'] = seek_decode_timed['window']
   arrays = np.stack([D.to_rgb(f, out_hw) for f in picked])
   container.close()
-  t3 = time.perf_counter()
+  t3 = clock()
   t['rgb_resize'] = t3 - t2
   clip = V.random_crop(arrays, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
   V.normalize(clip)
-  t['crop_flip_normalise'] = time.perf_counter() - t3
+  t['crop_flip_normalise'] = clock() - t3
   t['frames_before_window'] = seek_decode_timed['frames_before']
   t['frames_window'] = seek_decode_timed['frames_window']
   return t
@@ -244,29 +250,29 @@ def store_breakdown(path: str, rng: np.random.Generator) -> dict:
   shard (:func:`bat_jax.data.decode.read_store`): open + read the 8 records, JPEG decode, resize
   to the drawn short side (PIL bilinear), crop/flip/normalise."""
   t = {}
-  t0 = time.perf_counter()
+  t0 = clock()
   short = int(rng.integers(256, 321))
   window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
   with frame_store.Shard(path) as shard:
     start = int(rng.integers(0, shard.num_frames - window + 1))
     blobs = shard.read(list(D.clip_indices(shard.num_frames, TRAIN['num_frames'],
                                            TRAIN['stride'], start)))
-  t1 = time.perf_counter()
+  t1 = clock()
   t['open_read'] = t1 - t0
   images = [Image.open(io.BytesIO(b)) for b in blobs]
   for im in images:
     im.load()
-  t2 = time.perf_counter()
+  t2 = clock()
   t['jpeg_decode'] = t2 - t1
   nh, nw = D.short_side_shape(images[0].height, images[0].width, short)
   frames = np.stack([np.asarray(im.resize((nw, nh), Image.BILINEAR)) for im in images])
-  t3 = time.perf_counter()
+  t3 = clock()
   t['resize'] = t3 - t2
   clip = V.random_crop(frames, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
   V.normalize(clip)
-  t['crop_flip_normalise'] = time.perf_counter() - t3
+  t['crop_flip_normalise'] = clock() - t3
   return t
 
 
@@ -304,16 +310,16 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
       fps[v].append(decode_only_fps(info['path']))
       for r, fn in readers.items():
         rng = np.random.default_rng([rnd, 1])
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(clips):
           fn(info['path'], rng)
-        times[(v, r)].append((time.perf_counter() - t0) / clips)
+        times[(v, r)].append((clock() - t0) / clips)
       for r, fn in store_readers.items() if v == prepared else ():
         rng = np.random.default_rng([rnd, 1])
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(clips):
           fn(store, rng)
-        store_times[r].append((time.perf_counter() - t0) / clips)
+        store_times[r].append((clock() - t0) / clips)
       if v == prepared:
         rng = np.random.default_rng([rnd, 2])
         store_stages += [store_breakdown(store, rng) for _ in range(clips)]
@@ -378,9 +384,9 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
   tv = {'per_view': [], 'one_decode': []}
   for _ in range(max(1, rounds // 2)):
     for k, fn in (('per_view', _views_per_view), ('one_decode', _views_one_decode)):
-      t0 = time.perf_counter()
+      t0 = clock()
       fn(path)
-      tv[k].append(time.perf_counter() - t0)
+      tv[k].append(clock() - t0)
   mv['per_view_views_per_s'] = round(30 / float(np.median(tv['per_view'])), 2)
   mv['one_decode_views_per_s'] = round(30 / float(np.median(tv['one_decode'])), 2)
   mv['frames_ratio'] = round(mv['per_view_frames'] / mv['one_decode_frames'], 2)

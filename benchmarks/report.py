@@ -64,8 +64,9 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   lines = ['## Input pipeline: our reader against PySlowFast\'s PyAV path', '',
            f"Machine: {m['cpu']}, {m['cores']} usable cores, Python {m['python']}, PyAV "
            f"{m['pyav']}; load average {cmp['load_average'][0]:.2f} -> "
-           f"{cmp['load_average_after'][0]:.2f} (the cores were shared with other jobs: absolute "
-           'numbers are low, the ratios are paired per round). Command: `python '
+           f"{cmp['load_average_after'][0]:.2f} (the cores were shared with other jobs; times are "
+           'the process\'s CPU seconds, so clips/s are per core, and ratios are paired per '
+           'round). Command: `python '
            f"benchmarks/pipeline.py --compare --rounds {cmp['rounds']} --clips "
            f"{cmp['clips_per_round']}`; one process, one thread; 8 x 8 clips, short side U[256, "
            '320], 224 crop, flip, normalise. Method: [docs/performance.md](../docs/performance.md'

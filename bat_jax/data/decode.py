@@ -343,7 +343,11 @@ def frame_files(folder: str) -> list[str]:
 
 def _load_image(source, short_side: int | None) -> np.ndarray:
   """uint8 RGB (H, W, 3) of an image file or file object (PIL; bilinear resize to
-  ``short_side``). Raises PIL's / the OS's errors."""
+  ``short_side``, antialiased when shrinking). Raises PIL's / the OS's errors.
+
+  PIL's resize is the fastest of the resizes measured for a store clip's jittered short side
+  (``benchmarks/store_resize.py``: swscale, a YCbCr decode + swscale, numpy, ``reducing_gap``,
+  ``draft``; docs/performance.md)."""
   with Image.open(source) as im:
     if im.mode != 'RGB':  # (convert would copy an RGB image)
       im = im.convert('RGB')
