@@ -18,7 +18,8 @@ time. Prints the machine (CPU model, cores) and writes everything to ``--json``.
 trainer's default is 2.
 
 ``--compare`` instead runs the reader comparison, one process, one thread, in interleaved
-rounds (every reader and video once per round; ratios are medians of per-round ratios), on
+rounds (every reader and video once per round; ratios are medians of per-round ratios; times are
+the process's CPU seconds, so clips/s are per core and hold on a shared machine), on
 three videos it writes: 340 x 256 with keyframe interval 250, the same after
 ``prepare_videos`` (short side 256, interval 32), and 640 x 360 with interval 250. Per video:
 the sequential decode-only frames/s (the codec's limit), training clips/s of
@@ -27,12 +28,16 @@ the sequential decode-only frames/s (the codec's limit), training clips/s of
 decoded before the window, the window, RGB conversion + resize, crop/flip/normalise, the rest),
 and for 30-view evaluation the frames decoded per video and views/s, per view
 (:func:`bat_jax.data.video.eval_transform`) against one decode
-(:mod:`bat_jax.data.multiview`).
+(:mod:`bat_jax.data.multiview`). The frame-store rows: the same source written as a frame store
+(``prepare_videos --format=frames``: short side 256 as the prepared video, JPEG quality 95), read
+by the same ``train_transform`` in the same rounds; clips/s against the prepared video's, the
+JPEG read + decode alone (no resize, crop or normalisation), and the disk size of both.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -41,12 +46,14 @@ import tempfile
 import time
 
 import numpy as np
+from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bat_jax.data import multiview  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import pipeline  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import prepare_videos  # noqa: E402  pylint: disable=g-import-not-at-top
+from bat_jax.data import frame_store  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import decode as D  # noqa: E402  pylint: disable=g-import-not-at-top
 from bat_jax.data import video as V  # noqa: E402  pylint: disable=g-import-not-at-top
 from benchmarks import peer_pyslowfast  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -128,28 +135,33 @@ def measure(path: str, workers: int, threads: int, batches: int, batch_size: int
 # ------------------------------------------------------------------------------------------------
 # --compare: our reader against the PySlowFast-style one, stage breakdown, multi-view decoding.
 
+# Clips/s per core: the --compare timings are CPU seconds of this process (all its threads), which
+# other jobs sharing the cores inflate far less than wall time (a run at load average ~14 on 2
+# cores got ~1/6 of a core: wall-time ratios there are noise).
+clock = time.process_time
+
 TRAIN = dict(num_frames=8, stride=8, crop_size=224, short_side_range=(256, 320))
 
 
 def decode_only_fps(path: str) -> float:
   """Sequential decode of every frame, no conversion: frames per second (one thread)."""
-  t0 = time.perf_counter()
+  t0 = clock()
   container = D.open_video(path)
   n = sum(1 for _ in container.decode(video=0))
   container.close()
-  return n / (time.perf_counter() - t0)
+  return n / (clock() - t0)
 
 
 def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   """Seconds per stage of one training clip, mirroring ``train_transform``'s steps."""
   t = {}
-  t0 = time.perf_counter()
+  t0 = clock()
   short = int(rng.integers(256, 321))
   container = D.open_video(path)
   stream = container.streams.video[0]
   fps, n = D.stream_info(container, stream)
   out_hw = D.short_side_shape(stream.codec_context.height, stream.codec_context.width, short)
-  t1 = time.perf_counter()
+  t1 = clock()
   t['open'] = t1 - t0
   window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
   start = int(rng.integers(0, n - window + 1))
@@ -158,21 +170,21 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   frames = D.decoded_frames
 
   def timed(container, stream, errors, skip=None):
-    tick = time.perf_counter()
+    tick = clock()
     for f in frames(container, stream, errors, skip):
-      tock = time.perf_counter()
+      tock = clock()
       idx = int(round(float((f.pts - (stream.start_time or 0)) * stream.time_base) * fps))
       key = 'before' if idx < wanted[0] else 'window'
       seek_decode_timed[key] += tock - tick
       seek_decode_timed['frames_' + key] += 1
       yield f
-      tick = time.perf_counter()
+      tick = clock()
 
   D.decoded_frames = timed
   try:
-    ts = time.perf_counter()
+    ts = clock()
     picked = D.seek_decode(container, stream, wanted, fps)
-    t2 = time.perf_counter()
+    t2 = clock()
   finally:
     D.decoded_frames = frames
   t['seek'] = (t2 - ts) - seek_decode_timed['before'] - seek_decode_timed['window']
@@ -180,13 +192,13 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   t['decode_window'] = seek_decode_timed['window']
   arrays = np.stack([D.to_rgb(f, out_hw) for f in picked])
   container.close()
-  t3 = time.perf_counter()
+  t3 = clock()
   t['rgb_resize'] = t3 - t2
   clip = V.random_crop(arrays, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
   V.normalize(clip)
-  t['crop_flip_normalise'] = time.perf_counter() - t3
+  t['crop_flip_normalise'] = clock() - t3
   t['frames_before_window'] = seek_decode_timed['frames_before']
   t['frames_window'] = seek_decode_timed['frames_window']
   return t
@@ -233,6 +245,42 @@ def _train_without_skipping(path: str, rng: np.random.Generator) -> np.ndarray:
     D.seek_decode = seek_decode
 
 
+def store_breakdown(path: str, rng: np.random.Generator) -> dict:
+  """Seconds per stage of one frame-store training clip, mirroring ``train_transform`` on a
+  shard (:func:`bat_jax.data.decode.read_store`): open + read the 8 records, JPEG decode, resize
+  to the drawn short side (PIL bilinear), crop/flip/normalise."""
+  t = {}
+  t0 = clock()
+  short = int(rng.integers(256, 321))
+  window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
+  with frame_store.Shard(path) as shard:
+    start = int(rng.integers(0, shard.num_frames - window + 1))
+    blobs = shard.read(list(D.clip_indices(shard.num_frames, TRAIN['num_frames'],
+                                           TRAIN['stride'], start)))
+  t1 = clock()
+  t['open_read'] = t1 - t0
+  images = [Image.open(io.BytesIO(b)) for b in blobs]
+  for im in images:
+    im.load()
+  t2 = clock()
+  t['jpeg_decode'] = t2 - t1
+  nh, nw = D.short_side_shape(images[0].height, images[0].width, short)
+  frames = np.stack([np.asarray(im.resize((nw, nh), Image.BILINEAR)) for im in images])
+  t3 = clock()
+  t['resize'] = t3 - t2
+  clip = V.random_crop(frames, TRAIN['crop_size'], rng)
+  if rng.random() < 0.5:
+    clip = V.horizontal_flip(clip)
+  V.normalize(clip)
+  t['crop_flip_normalise'] = clock() - t3
+  return t
+
+
+def _store_decode_only(path: str, rng: np.random.Generator) -> np.ndarray:
+  """A random 8 x 8 clip of a frame-store shard at its stored size: records read + JPEG decode."""
+  return D.decode_clip(path, TRAIN['num_frames'], TRAIN['stride'], None, rng)
+
+
 def compare(tmp: str, rounds: int, clips: int) -> dict:
   """The --compare run (module docstring); returns rows for the JSON and prints the tables."""
   src = os.path.join(tmp, 'k250_340x256.mp4')
@@ -241,6 +289,8 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
   prepare_videos.convert_video(src, prep, 256, 32)
   videos['340x256 prepared (keyint 32)'] = dict(videos['340x256 keyint 250'], path=prep, gop=32,
                                                 bytes=os.path.getsize(prep))
+  store = os.path.join(tmp, 'store_340x256.array_record')
+  store_info = prepare_videos.extract_frames(src, store, 256)
   videos['640x360 keyint 250'] = make_video(os.path.join(tmp, 'k250_640x360.mp4'), 360, 640, 30,
                                             10, 250)
   window = (TRAIN['num_frames'] - 1) * TRAIN['stride'] + 1
@@ -248,6 +298,11 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
              'ours_no_skip': _train_without_skipping,
              'pyslowfast': peer_pyslowfast.train_clip}
   times = {(v, r): [] for v in videos for r in readers}
+  prepared = '340x256 prepared (keyint 32)'
+  store_readers = {'frames': lambda p, r: V.train_transform(p, r, **TRAIN),
+                   'frames_decode_only': _store_decode_only}
+  store_times = {r: [] for r in store_readers}
+  store_stages = []
   fps = {v: [] for v in videos}
   stages = {v: [] for v in videos}
   for rnd in range(rounds):
@@ -255,10 +310,19 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
       fps[v].append(decode_only_fps(info['path']))
       for r, fn in readers.items():
         rng = np.random.default_rng([rnd, 1])
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(clips):
           fn(info['path'], rng)
-        times[(v, r)].append((time.perf_counter() - t0) / clips)
+        times[(v, r)].append((clock() - t0) / clips)
+      for r, fn in store_readers.items() if v == prepared else ():
+        rng = np.random.default_rng([rnd, 1])
+        t0 = clock()
+        for _ in range(clips):
+          fn(store, rng)
+        store_times[r].append((clock() - t0) / clips)
+      if v == prepared:
+        rng = np.random.default_rng([rnd, 2])
+        store_stages += [store_breakdown(store, rng) for _ in range(clips)]
       rng = np.random.default_rng([rnd, 2])
       stages[v] += [clip_breakdown(info['path'], rng) for _ in range(clips)]
   rows = []
@@ -295,6 +359,24 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
     print(f"  {r['video']:<30} total {r['ours_ms_per_clip']:.1f}: " +
           ', '.join(f'{k} {v:.1f}' for k, v in r['stages_ms'].items()) +
           f"; frames {r['frames_before_window']:.0f} + {r['frames_window']:.0f}")
+  video_s, store_s = np.asarray(times[(prepared, 'ours')]), np.asarray(store_times['frames'])
+  fs = {'video': prepared, 'jpeg_quality': prepare_videos.JPEG_QUALITY, 'short_side': 256,
+        'frames': store_info['frames'], 'store_bytes': store_info['bytes'],
+        'mp4_bytes': videos[prepared]['bytes'],
+        'size_ratio': round(store_info['bytes'] / videos[prepared]['bytes'], 2),
+        'clips_per_s': round(1 / float(np.median(store_s)), 2),
+        'video_clips_per_s': round(1 / float(np.median(video_s)), 2),
+        'frames_over_video': round(float(np.median(video_s / store_s)), 3),
+        'decode_only_clips_per_s': round(1 / float(np.median(store_times['frames_decode_only'])),
+                                         2),
+        'stages_ms': {k: round(1000 * float(np.mean([s[k] for s in store_stages])), 2)
+                      for k in store_stages[0]}}
+  print(f"frame store of the prepared video (JPEG q{fs['jpeg_quality']}, short side 256): "
+        f"{fs['store_bytes'] / 1e6:.2f} MB vs {fs['mp4_bytes'] / 1e6:.2f} MB mp4 "
+        f"({fs['size_ratio']:.1f}x); training clips/s {fs['clips_per_s']:.1f} vs "
+        f"{fs['video_clips_per_s']:.1f} from the video ({fs['frames_over_video']:.2f}x); "
+        f"records read + JPEG decode only {fs['decode_only_clips_per_s']:.1f} clips/s; a store "
+        'clip (ms): ' + ', '.join(f'{k} {v:.1f}' for k, v in fs['stages_ms'].items()))
   # 30-view evaluation of the first video: decoded frames and views/s, per view vs one decode
   path = videos['340x256 keyint 250']['path']
   mv = {'per_view_frames': _count_decoded(lambda: _views_per_view(path)),
@@ -302,9 +384,9 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
   tv = {'per_view': [], 'one_decode': []}
   for _ in range(max(1, rounds // 2)):
     for k, fn in (('per_view', _views_per_view), ('one_decode', _views_one_decode)):
-      t0 = time.perf_counter()
+      t0 = clock()
       fn(path)
-      tv[k].append(time.perf_counter() - t0)
+      tv[k].append(clock() - t0)
   mv['per_view_views_per_s'] = round(30 / float(np.median(tv['per_view'])), 2)
   mv['one_decode_views_per_s'] = round(30 / float(np.median(tv['one_decode'])), 2)
   mv['frames_ratio'] = round(mv['per_view_frames'] / mv['one_decode_frames'], 2)
@@ -316,7 +398,8 @@ def compare(tmp: str, rounds: int, clips: int) -> dict:
         f"({mv['speedup']:.2f}x)")
   for info in videos.values():
     info.pop('path', None)
-  return {'videos': videos, 'rows': rows, 'multiview_30view': mv, 'rounds': rounds,
+  return {'videos': videos, 'rows': rows, 'multiview_30view': mv, 'frame_store': fs,
+          'rounds': rounds,
           'clips_per_round': clips}
 
 

@@ -1,8 +1,8 @@
 r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``,
-``precision.py`` and ``pipeline.py --compare`` wrote.
+``precision.py``, ``pipeline.py --compare`` and ``store_resize.py`` wrote.
 
     python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision,
-                                   #   pipeline_compare}.json
+                                   #   pipeline_compare,store_resize}.json
 
 Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
 target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
@@ -64,8 +64,9 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   lines = ['## Input pipeline: our reader against PySlowFast\'s PyAV path', '',
            f"Machine: {m['cpu']}, {m['cores']} usable cores, Python {m['python']}, PyAV "
            f"{m['pyav']}; load average {cmp['load_average'][0]:.2f} -> "
-           f"{cmp['load_average_after'][0]:.2f} (the cores were shared with other jobs: absolute "
-           'numbers are low, the ratios are paired per round). Command: `python '
+           f"{cmp['load_average_after'][0]:.2f} (the cores were shared with other jobs; times are "
+           'the process\'s CPU seconds, so clips/s are per core, and ratios are paired per '
+           'round). Command: `python '
            f"benchmarks/pipeline.py --compare --rounds {cmp['rounds']} --clips "
            f"{cmp['clips_per_round']}`; one process, one thread; 8 x 8 clips, short side U[256, "
            '320], 224 crop, flip, normalise. Method: [docs/performance.md](../docs/performance.md'
@@ -74,7 +75,10 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   for video, key, what, limit in PIPELINE_TARGETS:
     value = mv[key] if video is None else rows[video][key]
     lines.append(f'| {what} | {value:.2f} | >= {limit} | {_mark(value >= limit)} |')
-  lines += ['| frame store (`--format=frames`) / video path, clips/s | – | >= 3 | not built |', '',
+  fs = cmp['frame_store']
+  lines += [f"| training clips/s, frame store (`--format=frames`) / video path, same prepared "
+            f"content | {fs['frames_over_video']:.2f} | >= 3.0 | "
+            f"{_mark(fs['frames_over_video'] >= 3.0)} |", '',
             '| video | MB | decode-only frames/s | limit clips/s | ours clips/s | ours without '
             'skip_frame | PySlowFast-style clips/s | ours / PySlowFast | ours / limit |',
             '|---|---|---|---|---|---|---|---|---|']
@@ -91,10 +95,42 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
   for r in cmp['rows']:
     lines.append(f"| {r['video']} | " + ' | '.join(f"{r['stages_ms'][k]:.1f}" for k in stages) +
                  f" | {r['frames_before_window']:.0f} + {r['frames_window']:.0f} |")
+  lines += ['', f"Frame store against the video path on the same content ({fs['video']}; store "
+            f"written by `prepare_videos --format=frames --short-side {fs['short_side']}`, JPEG "
+            f"quality {fs['jpeg_quality']}, {fs['frames']} frames; both read by the same "
+            '`train_transform` in the same rounds):', '',
+            '| reader | MB on disk | training clips/s | records read + JPEG decode only, clips/s |',
+            '|---|---|---|---|',
+            f"| video (mp4) | {fs['mp4_bytes'] / 1e6:.2f} | {fs['video_clips_per_s']:.1f} | – |",
+            f"| frame store | {fs['store_bytes'] / 1e6:.2f} ({fs['size_ratio']:.1f}x) | "
+            f"{fs['clips_per_s']:.1f} | {fs['decode_only_clips_per_s']:.1f} |", '',
+            'Where a frame-store training clip goes (ms, mean): ' +
+            ', '.join(f'{k} {v:.1f}' for k, v in fs['stages_ms'].items()) + '.']
   lines += ['', f"30-view evaluation of the 340x256 keyint-250 video: {mv['per_view_frames']} "
             f"decoded frames per video per view, {mv['one_decode_frames']} with one decode "
             f"({mv['frames_ratio']:.1f}x fewer); {mv['per_view_views_per_s']:.1f} -> "
             f"{mv['one_decode_views_per_s']:.1f} views/s ({mv['speedup']:.2f}x).", '']
+  return lines
+
+
+def store_resize_section(sr: dict[str, Any]) -> list[str]:
+  """The frame-store decode + resize alternatives of ``benchmarks/store_resize.py``."""
+  lines = ['### Frame store: JPEG decode + resize alternatives for one clip\'s 8 frames', '',
+           f"Machine: {sr['machine']}, {sr['cores']} usable cores, load average "
+           f"{sr['load_average'][0]:.2f}. Command: `python benchmarks/store_resize.py --rounds "
+           f"{sr['rows'][0]['rounds']}`. CPU time of the reading thread (median over rounds, a "
+           'fresh jittered short side per round), the ratio to the reader (`pil`) as the median of '
+           'per-round ratios; accuracy on 0-255 against the video path\'s frames at the same size '
+           'and against the reader. Alternatives: the script\'s docstring.', '']
+  for row in sr['rows']:
+    lines += [f"Store frames {row['stored']}, short side U{row['short_side_range']}:", '',
+              '| alternative | CPU ms | / pil | mean abs vs video | max abs vs pil |',
+              '|---|---|---|---|---|']
+    for k, v in row['alternatives'].items():
+      acc = ('– | –' if v['mean_abs_vs_video'] is None else
+             f"{v['mean_abs_vs_video']:.2f} | {v['max_abs_vs_pil']}")
+      lines.append(f"| {k} | {v['cpu_ms']:.2f} | {v['over_pil']:.3f} | {acc} |")
+    lines.append('')
   return lines
 
 
@@ -189,7 +225,8 @@ def blocks_pivot(blocks: dict[str, Any], key: str, fmt: str) -> str:
 def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
           precision: dict[str, Any] | None, path: str,
           peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None,
-          pipeline_cmp: dict[str, Any] | None = None) -> str:
+          pipeline_cmp: dict[str, Any] | None = None,
+          store_resize: dict[str, Any] | None = None) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -207,6 +244,8 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               models_bench.tables(models), '']
   if pipeline_cmp:
     lines += pipeline_section(pipeline_cmp)
+  if store_resize:
+    lines += store_resize_section(store_resize)
   if ops:
     import ops as ops_bench  # pylint: disable=g-import-not-at-top
     a = ops['args']
@@ -255,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--precision', default=os.path.join(common.RESULTS_DIR, 'precision.json'))
   p.add_argument('--ops', default=os.path.join(common.RESULTS_DIR, 'ops.json'))
   p.add_argument('--pipeline', default=os.path.join(common.RESULTS_DIR, 'pipeline_compare.json'))
+  p.add_argument('--store-resize',
+                 default=os.path.join(common.RESULTS_DIR, 'store_resize.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
   models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
@@ -262,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'no results at {a.models} or {a.blocks}: run benchmarks/models.py and blocks.py first')
     return 1
   peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
-  print(f'wrote {write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline))}')
+  out = write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline),
+              _load(a.store_resize))
+  print(f'wrote {out}')
   return 0
 
 

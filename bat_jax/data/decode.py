@@ -22,6 +22,11 @@ Something-Something V1 layout): :func:`decode_clip` and :func:`decode_segments` 
 files as the video's frames and read the picked ones with PIL, with the same index logic; a
 folder without frame images raises :class:`VideoDecodeError` (a missing one as a missing file).
 
+Frame stores: a ``path`` ending in ``.array_record`` is a shard of a frame store
+(:mod:`bat_jax.data.frame_store`, written by ``prepare_videos --format=frames``): the same index
+logic on its frame count, and only the JPEG records of the picked frames are read and decoded
+(:func:`read_store`); a damaged shard or record raises :class:`VideoDecodeError`.
+
 The building blocks (:func:`open_video`, :func:`stream_info`, :func:`seek_decode`,
 :func:`decoded_frames`, :func:`decode_all`, :func:`to_rgb`, :func:`frame_files`,
 :func:`read_frames`, :func:`pick_start`) are public: :mod:`bat_jax.data.multiview` (one decode
@@ -34,12 +39,15 @@ Nothing here imports JAX: these functions run in grain worker processes.
 from __future__ import annotations
 
 import fractions
+import io
 import os
 from typing import Callable, Sequence
 
 import av
 import numpy as np
 from PIL import Image
+
+from bat_jax.data import frame_store
 
 __all__ = [
     'VideoDecodeError',
@@ -57,6 +65,7 @@ __all__ = [
     'FRAME_EXTENSIONS',
     'frame_files',
     'read_frames',
+    'read_store',
     'decode_clip',
     'segment_offsets',
     'segment_indices',
@@ -343,6 +352,24 @@ def frame_files(folder: str) -> list[str]:
   return [os.path.join(folder, n) for n in sorted(names, key=_frame_key)]
 
 
+def _load_image(source, short_side: int | Sequence[int] | None) -> np.ndarray:
+  """uint8 RGB (H, W, 3) of an image file or file object (PIL; bilinear resize to
+  ``short_side``: a short side or an exact ``(H, W)``, :func:`frame_shape`; antialiased when
+  shrinking). Raises PIL's / the OS's errors.
+
+  PIL's resize is the fastest of the resizes measured for a store clip's jittered short side
+  (``benchmarks/store_resize.py``: swscale, a YCbCr decode + swscale, numpy, ``reducing_gap``,
+  ``draft``; docs/performance.md)."""
+  with Image.open(source) as im:
+    if im.mode != 'RGB':  # (convert would copy an RGB image)
+      im = im.convert('RGB')
+    if short_side is not None:
+      nh, nw = frame_shape(im.height, im.width, short_side)
+      if (nh, nw) != (im.height, im.width):
+        im = im.resize((nw, nh), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def read_frames(folder: str, files: Sequence[str], indices,
                 short_side: int | Sequence[int] | None) -> np.ndarray:
   """Frames ``indices`` of a frame folder (PIL, RGB; bilinear resize to ``short_side``: a short
@@ -352,13 +379,7 @@ def read_frames(folder: str, files: Sequence[str], indices,
   for i in (int(i) for i in indices):
     if i not in cache:
       try:
-        with Image.open(files[i]) as im:
-          im = im.convert('RGB')
-          if short_side is not None:
-            nh, nw = frame_shape(im.height, im.width, short_side)
-            if (nh, nw) != (im.height, im.width):
-              im = im.resize((nw, nh), Image.BILINEAR)
-          cache[i] = np.asarray(im, dtype=np.uint8)
+        cache[i] = _load_image(files[i], short_side)
       except (OSError, ValueError, SyntaxError) as e:
         raise VideoDecodeError(folder, f'cannot read frame {files[i]} '
                                        f'({type(e).__name__}: {e})') from None
@@ -366,6 +387,37 @@ def read_frames(folder: str, files: Sequence[str], indices,
   if any(a.shape != out[0].shape for a in out):
     raise VideoDecodeError(folder, 'frames of different sizes')
   return np.stack(out)
+
+
+def read_store(path: str, indices: Callable[[int], np.ndarray],
+               short_side: int | Sequence[int] | None) -> np.ndarray:
+  """Frames ``indices(n)`` of a frame-store shard of ``n`` frames (:mod:`bat_jax.data.
+  frame_store`), uint8 RGB: only the JPEG records of the distinct wanted frames are read and
+  decoded (PIL; bilinear resize to ``short_side``, as :func:`read_frames`). A missing, damaged
+  or empty shard, or a record that is no image, raises :class:`VideoDecodeError`."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise VideoDecodeError(path, 'file does not exist')
+  try:
+    with frame_store.Shard(path) as shard:
+      if shard.num_frames < 1:
+        raise VideoDecodeError(path, 'frame store shard has no frames')
+      wanted = [int(i) for i in indices(shard.num_frames)]
+      distinct = sorted(set(wanted))
+      blobs = dict(zip(distinct, shard.read(distinct)))
+  except (RuntimeError, OSError, ValueError) as e:
+    raise VideoDecodeError(path, f'cannot read frame store shard ({type(e).__name__}: {e})'
+                           ) from None
+  frames = {}
+  for i in distinct:
+    try:
+      frames[i] = _load_image(io.BytesIO(blobs[i]), short_side)
+    except (OSError, ValueError, SyntaxError) as e:
+      raise VideoDecodeError(path, f'cannot decode frame record {i} ({type(e).__name__}: {e})'
+                             ) from None
+  if any(a.shape != frames[distinct[0]].shape for a in frames.values()):
+    raise VideoDecodeError(path, 'frames of different sizes')
+  return np.stack([frames[i] for i in wanted])
 
 
 def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames: int,
@@ -379,6 +431,8 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
   if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
     files = frame_files(path)
     return read_frames(path, files, indices(len(files)), short_side)
+  if frame_store.is_shard(path):  # a frame store's shard (prepare_videos --format=frames)
+    return read_store(path, indices, short_side)
   container = open_video(path)
   try:
     stream = container.streams.video[0]

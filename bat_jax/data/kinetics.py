@@ -12,6 +12,10 @@ Supported layouts under ``root``:
   ``valid/``;
 * no CSV at all: ``root/{split}/<class_name>/<video>.<ext>`` (class = folder name).
 
+A frame store (``root/frames_index.csv``, written by ``prepare_videos --format=frames``,
+:mod:`bat_jax.data.frame_store`) is listed the same way with its shards
+(``<stem>.array_record``) in place of the video files.
+
 The synthetic set of :mod:`bat_jax.data.toy_video` uses the first layout (``youtube_id`` = file
 stem) and resolves through the same code.
 
@@ -28,6 +32,8 @@ import dataclasses
 import logging
 import os
 from typing import Sequence
+
+from bat_jax.data import frame_store
 
 __all__ = ['VIDEO_EXTENSIONS', 'Split', 'load_split', 'find_annotation', 'read_annotations',
            'class_names_for']
@@ -98,14 +104,21 @@ def read_annotations(path: str) -> list[dict]:
   return rows
 
 
-def _index_videos(split_dir: str) -> dict[str, list[str]]:
-  """Maps file stem -> paths of the video files under ``split_dir`` (recursively)."""
+def _extensions(root: str) -> tuple[str, ...]:
+  """The file extensions that are videos under ``root``: shards in a frame store."""
+  return (frame_store.SHARD_EXTENSION,) if frame_store.is_store(root) else VIDEO_EXTENSIONS
+
+
+def _index_videos(split_dir: str, extensions: Sequence[str] = VIDEO_EXTENSIONS
+                  ) -> dict[str, list[str]]:
+  """Maps file stem -> paths of the files with ``extensions`` under ``split_dir``
+  (recursively)."""
   index: dict[str, list[str]] = {}
   for dirpath, dirnames, filenames in os.walk(split_dir):
     dirnames.sort()
     for fn in sorted(filenames):
       stem, ext = os.path.splitext(fn)
-      if ext.lower() in VIDEO_EXTENSIONS:
+      if ext.lower() in extensions:
         index.setdefault(stem, []).append(os.path.join(dirpath, fn))
   return index
 
@@ -161,6 +174,7 @@ def load_split(root: str, split: str, *, annotation: str | None = None,
     if split_dir is None:
       raise FileNotFoundError(f'no annotations and no {split}/ folder under {root!r}')
     folders = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    extensions = _extensions(root)
     class_names = list(class_names) if class_names is not None else folders
     label_of = {c: i for i, c in enumerate(class_names)}
     records = []
@@ -168,7 +182,7 @@ def load_split(root: str, split: str, *, annotation: str | None = None,
       if c not in label_of:
         raise ValueError(f'class folder {c!r} of {split_dir} not among the training classes')
       for fn in sorted(os.listdir(os.path.join(split_dir, c))):
-        if os.path.splitext(fn)[1].lower() in VIDEO_EXTENSIONS:
+        if os.path.splitext(fn)[1].lower() in extensions:
           records.append((os.path.join(split_dir, c, fn), label_of[c]))
     return Split(records, list(class_names), [], None)
 
@@ -177,7 +191,7 @@ def load_split(root: str, split: str, *, annotation: str | None = None,
     class_names = sorted({r['label'] for r in rows if r['label']})
   class_names = list(class_names)
   label_of = {c: i for i, c in enumerate(class_names)}
-  index = _index_videos(split_dir) if split_dir else {}
+  index = _index_videos(split_dir, _extensions(root)) if split_dir else {}
   records, missing = [], []
   for r in rows:
     if r['label'] not in label_of:

@@ -18,6 +18,9 @@ index ``round((pts - start_time) * time_base * fps)`` and a wanted index gets th
 whose index is not smaller. If timestamps are missing, a seek overshoots or the stream ends
 before the last wanted frame (a wrong header), the whole video is decoded and every clip is taken
 from the frames that decode (with their true count), as the per-view path does for that view.
+
+Frame folders and frame-store shards (:mod:`bat_jax.data.frame_store`) need no decode pass:
+the union of the clips' frames is read once, each distinct frame decoded once.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import av
 import numpy as np
 
 from bat_jax.data import decode as D
+from bat_jax.data import frame_store
 from bat_jax.data import video as V
 
 __all__ = ['eval_clip_indices', 'decode_eval_clips', 'cut_view']
@@ -140,8 +144,8 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
   :func:`bat_jax.data.video.eval_transform` calls them for ``clip_index=k`` (frames resized to
   ``short_side`` by swscale while converting to RGB; an ``(H, W)`` pair resizes to exactly that,
   :func:`bat_jax.data.decode.frame_shape`; each distinct frame converted once).
-  ``path`` may be a frame folder. Raises :class:`bat_jax.data.decode.VideoDecodeError` as
-  :func:`bat_jax.data.decode.decode_clip`.
+  ``path`` may be a frame folder or a frame-store shard. Raises
+  :class:`bat_jax.data.decode.VideoDecodeError` as :func:`bat_jax.data.decode.decode_clip`.
   """
   if num_frames < 1 or stride < 1 or num_clips < 1:
     raise ValueError(f'num_frames, stride and num_clips must be >= 1, got {num_frames}, '
@@ -158,6 +162,9 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
     union = np.unique(np.concatenate(clips))
     frames = D.read_frames(path, files, union, short_side)
     return np.stack([frames[np.searchsorted(union, c)] for c in clips])
+  if frame_store.is_shard(path):  # frame store: the union's records, each decoded once
+    frames = D.read_store(path, lambda n: np.concatenate(indices(n)), short_side)
+    return frames.reshape(num_clips, num_frames, *frames.shape[1:])
   min_frames = 1 if sampling == 'segments' else (num_frames - 1) * stride + 1
   container = D.open_video(path)
   try:

@@ -1,7 +1,10 @@
-"""Re-encodes a Kinetics-style video tree for fast training reads (H.264, short keyframe interval).
+"""Re-encodes a Kinetics-style video tree for fast training reads: H.264 with a short keyframe
+interval, or a frame store (JPEG frames in ArrayRecord shards).
 
     python -m bat_jax.data.prepare_videos --src DIR --dst DIR --short-side 320 \\
         [--keyframe-interval 32] [--crf 23] [--workers K]
+    python -m bat_jax.data.prepare_videos --src DIR --dst DIR --format=frames \\
+        [--jpeg-quality 95] [--short-side 320] [--workers K]
 
 Every video file under ``--src`` (the extensions :data:`bat_jax.data.kinetics.VIDEO_EXTENSIONS`,
 in any layout the Kinetics reader accepts) is decoded with PyAV and written to the same relative
@@ -16,11 +19,22 @@ A training clip seeks to the keyframe before its window and decodes forward from
 keyframe interval bounds the frames decoded but not kept; ``docs/data.md`` gives the measured
 trade of file size against clips/s (32 is the default for that reason).
 
-Resumable: an output that exists is skipped; a video is written under a temporary name
-(``<name>.mp4.partial``) and renamed when complete, so an interrupted run never leaves a partial
-``.mp4`` behind (and the Kinetics reader ignores ``.partial`` files). Inputs that cannot be
-decoded are skipped and listed, with the reason, in ``DST/prepare_report.json``. A progress line
-(done / total, videos per second, ETA) is printed as files finish.
+``--format=frames`` writes instead, per video, its frames (the same swscale bilinear resize to
+the even short side, RGB) as JPEGs (PIL, ``--jpeg-quality``; default 95, what MMAction2's
+``tools/data/build_rawframes.py --use-opencv`` writes: ``mmcv.imwrite`` -> ``cv2.imwrite``,
+whose JPEG quality defaults to 95) into one ArrayRecord shard per video at the same relative path
+with the extension ``.array_record``, plus the index ``DST/frames_index.csv`` (video, split, shard,
+first record, frame count, fps, size, class name) and the annotation CSVs as above; the format
+and why one shard per video: :mod:`bat_jax.data.frame_store`. The Kinetics pipeline reads such a
+store when ``config.data.root`` points at it (detected by its index).
+
+Resumable: an output that exists is skipped; a video or shard is written under a temporary name
+(``<name>.mp4.partial``, ``<name>.array_record.partial``) and renamed when complete, so an
+interrupted run never leaves a partial output behind (the Kinetics reader ignores ``.partial``
+files); the index is rebuilt at the end of every run from this run's shards, the previous index
+and the header record of any other finished shard, and written the same way. Inputs that cannot
+be decoded are skipped and listed, with the reason, in ``DST/prepare_report.json``. A progress
+line (done / total, videos per second, ETA) is printed as files finish.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ import argparse
 import concurrent.futures as futures
 import csv
 import fractions
+import io
 import json
 import multiprocessing
 import os
@@ -37,14 +52,19 @@ import time
 from typing import Callable, Sequence
 
 import av
+from PIL import Image
 
-from bat_jax.data import kinetics
 from bat_jax.data import decode as D
+from bat_jax.data import frame_store
+from bat_jax.data import kinetics
 
-__all__ = ['even_short_side_shape', 'find_videos', 'convert_video', 'prepare', 'main']
+__all__ = ['FORMATS', 'JPEG_QUALITY', 'even_short_side_shape', 'find_videos', 'output_path',
+           'convert_video', 'extract_frames', 'prepare', 'main']
 
 REPORT_NAME = 'prepare_report.json'
 PARTIAL_SUFFIX = '.partial'
+FORMATS = ('mp4', 'frames')  # --format
+JPEG_QUALITY = 95  # MMAction2 build_rawframes.py --use-opencv: cv2.imwrite's default quality
 
 
 def even_short_side_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -66,8 +86,10 @@ def find_videos(src: str) -> list[str]:
   return out
 
 
-def output_path(dst: str, rel: str) -> str:
-  return os.path.join(dst, os.path.splitext(rel)[0] + '.mp4')
+def output_path(dst: str, rel: str, fmt: str = 'mp4') -> str:
+  """Where the video ``rel`` (relative to ``--src``) goes under ``dst`` in format ``fmt``."""
+  ext = frame_store.SHARD_EXTENSION if fmt == 'frames' else '.mp4'
+  return os.path.join(dst, os.path.splitext(rel)[0] + ext)
 
 
 def convert_video(src_path: str, dst_path: str, short_side: int, keyframe_interval: int,
@@ -117,11 +139,58 @@ def convert_video(src_path: str, dst_path: str, short_side: int, keyframe_interv
   return {'frames': n, 'height': h, 'width': w, 'bytes': os.path.getsize(dst_path)}
 
 
-def _job(args) -> tuple[str, dict | None, str | None]:
-  rel, src, dst, short_side, keyframe_interval, crf = args
+def extract_frames(src_path: str, dst_path: str, short_side: int,
+                   jpeg_quality: int = JPEG_QUALITY, source: str = '') -> dict:
+  """Writes one video's frames as a frame-store shard (see the module docstring); returns
+  {frames, height, width, fps, bytes}.
+
+  Every frame that decodes (up to the first damaged packet, as ``convert_video``) is converted to
+  RGB at the even short side ``short_side`` (swscale bilinear, :func:`bat_jax.data.decode.to_rgb`)
+  and JPEG-encoded by PIL at ``jpeg_quality``; :func:`bat_jax.data.frame_store.write_shard`
+  writes them atomically. Raises :class:`bat_jax.data.decode.VideoDecodeError` if the input has
+  no decodable frame (nothing is left behind).
+  """
+  if not 1 <= jpeg_quality <= 100:
+    raise ValueError(f'--jpeg-quality must be in [1, 100], got {jpeg_quality}')
+  container = D.open_video(src_path)
+  header: dict = {'source': source or os.path.basename(src_path), 'jpeg_quality': jpeg_quality,
+                  'short_side': short_side}
+  errors: list = []
+
+  def jpegs():
+    stream = container.streams.video[0]
+    header['fps'] = D.stream_info(container, stream)[0]
+    hw = None
+    for frame in D.decoded_frames(container, stream, errors):
+      if hw is None:
+        hw = even_short_side_shape(frame.height, frame.width, short_side)
+        header['height'], header['width'] = hw
+      buf = io.BytesIO()
+      Image.fromarray(D.to_rgb(frame, hw)).save(buf, 'JPEG', quality=jpeg_quality)
+      yield buf.getvalue()
+    if hw is None:
+      why = f' ({type(errors[0]).__name__}: {errors[0]})' if errors else ''
+      raise D.VideoDecodeError(src_path, 'no decodable frames' + why)
+
   try:
-    info = convert_video(os.path.join(src, rel), output_path(dst, rel), short_side,
-                         keyframe_interval, crf)
+    n = frame_store.write_shard(dst_path, jpegs(), header)
+  except (av.FFmpegError, OSError, RuntimeError, ValueError) as e:
+    raise D.VideoDecodeError(src_path, f'{type(e).__name__}: {e}') from None
+  finally:
+    container.close()
+  return {'frames': n, 'height': header['height'], 'width': header['width'],
+          'fps': header['fps'], 'bytes': os.path.getsize(dst_path)}
+
+
+def _job(args) -> tuple[str, dict | None, str | None]:
+  rel, src, dst, fmt, short_side, keyframe_interval, crf, jpeg_quality = args
+  try:
+    if fmt == 'frames':
+      info = extract_frames(os.path.join(src, rel), output_path(dst, rel, fmt), short_side,
+                            jpeg_quality, rel)
+    else:
+      info = convert_video(os.path.join(src, rel), output_path(dst, rel), short_side,
+                           keyframe_interval, crf)
     return rel, info, None
   except D.VideoDecodeError as e:
     return rel, None, e.reason
@@ -162,13 +231,63 @@ def _write_annotations(src: str, dst: str, failed_stems: set[str]) -> list[str]:
   return written
 
 
+def _labels(src: str) -> dict[str, tuple[str, str]]:
+  """Relative video path -> (split, class name) from the annotations / class folders under
+  ``src`` (the Kinetics reader's listing); videos no split lists are absent."""
+  out: dict[str, tuple[str, str]] = {}
+  for split in ('train', 'val', 'test'):
+    try:
+      sp = kinetics.load_split(src, split)
+    except (FileNotFoundError, ValueError):
+      continue
+    for path, label in sp.records:
+      out.setdefault(os.path.relpath(path, src), (split, sp.class_names[label]))
+  return out
+
+
+def _index_rows(src: str, dst: str, rels: Sequence[str], new: dict[str, dict],
+                broken: list[dict]) -> list[dict]:
+  """The frame store's index rows: one per finished shard of ``rels``, from this run's results
+  ``new``, else the previous index, else the shard's header record (a shard whose header cannot
+  be read is appended to ``broken``)."""
+  old = {r['shard']: r for r in frame_store.read_index(dst)}
+  labels = _labels(src)
+  rows = []
+  for rel in rels:
+    path = output_path(dst, rel, 'frames')
+    shard = os.path.relpath(path, dst)
+    if rel in new:
+      info = new[rel]
+    elif shard in old:
+      info = old[shard]
+    elif os.path.exists(path):
+      try:
+        info = frame_store.read_header(path)
+      except (RuntimeError, ValueError, OSError) as e:
+        broken.append({'path': rel, 'reason': f'finished shard unreadable ({e})'})
+        continue
+    else:
+      continue
+    split, label = labels.get(rel, ('', ''))
+    rows.append({'video': rel, 'split': split, 'shard': shard, 'first_record': 0,
+                 'frames': info['frames'], 'fps': info['fps'], 'height': info['height'],
+                 'width': info['width'], 'label': label})
+  return rows
+
+
 def prepare(src: str, dst: str, short_side: int = 320, keyframe_interval: int = 32,
             crf: int = 23, workers: int = 1,
-            progress: Callable[[str], None] | None = print) -> dict:
+            progress: Callable[[str], None] | None = print, *, fmt: str = 'mp4',
+            jpeg_quality: int = JPEG_QUALITY) -> dict:
   """Converts the tree (see the module docstring); returns the report it writes to ``dst``.
 
-  Report: {converted, skipped (already done), broken: [{path, reason}], annotations, seconds}.
+  Report: {converted, skipped (already done), broken: [{path, reason}], annotations, seconds,
+  and for ``fmt='frames'``: index (its path relative to ``dst``), frames}.
   """
+  if fmt not in FORMATS:
+    raise ValueError(f'--format={fmt!r}; allowed: {list(FORMATS)}')
+  if not 1 <= jpeg_quality <= 100:
+    raise ValueError(f'--jpeg-quality must be in [1, 100], got {jpeg_quality}')
   if keyframe_interval < 1:
     raise ValueError(f'--keyframe-interval must be >= 1, got {keyframe_interval}')
   if workers < 1:
@@ -180,12 +299,12 @@ def prepare(src: str, dst: str, short_side: int = 320, keyframe_interval: int = 
     raise ValueError('--dst must differ from --src')
   t0 = time.time()
   rels = find_videos(src)
-  todo = [r for r in rels if not os.path.exists(output_path(dst, r))]
+  todo = [r for r in rels if not os.path.exists(output_path(dst, r, fmt))]
   skipped = len(rels) - len(todo)
   if progress:
     progress(f'{len(rels)} videos under {src}; {skipped} already converted, {len(todo)} to do')
-  jobs = [(r, src, dst, short_side, keyframe_interval, crf) for r in todo]
-  converted, broken = 0, []
+  jobs = [(r, src, dst, fmt, short_side, keyframe_interval, crf, jpeg_quality) for r in todo]
+  converted, broken, done = 0, [], {}
   every = max(1, len(jobs) // 100)  # about 100 progress lines, plus one per broken input
   t_start = time.time()
 
@@ -196,6 +315,7 @@ def prepare(src: str, dst: str, short_side: int = 320, keyframe_interval: int = 
         broken.append({'path': rel, 'reason': reason})
       else:
         converted += 1
+        done[rel] = info
       if progress and (info is None or (i + 1) % every == 0 or i + 1 == len(jobs)):
         rate = (i + 1) / max(time.time() - t_start, 1e-9)
         progress(f'  {i + 1}/{len(jobs)} videos, {rate:.2f} videos/s, '
@@ -211,8 +331,14 @@ def prepare(src: str, dst: str, short_side: int = 320, keyframe_interval: int = 
     consume(map(_job, jobs))
   failed = {os.path.splitext(os.path.basename(b['path']))[0] for b in broken}
   annotations = _write_annotations(src, dst, failed)
-  report = {'src': src, 'dst': dst, 'short_side': short_side,
-            'keyframe_interval': keyframe_interval, 'crf': crf, 'videos': len(rels),
+  extra: dict = {'keyframe_interval': keyframe_interval, 'crf': crf}
+  if fmt == 'frames':
+    rows = _index_rows(src, dst, rels, done, broken)
+    extra = {'jpeg_quality': jpeg_quality,
+             'index': os.path.relpath(frame_store.write_index(dst, rows), dst),
+             'frames': sum(r['frames'] for r in rows)}
+  report = {'src': src, 'dst': dst, 'format': fmt, 'short_side': short_side, **extra,
+            'videos': len(rels),
             'converted': converted, 'skipped': skipped, 'broken': broken,
             'annotations': [os.path.relpath(a, dst) for a in annotations],
             'seconds': round(time.time() - t0, 2)}
@@ -229,13 +355,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--src', required=True, help='Kinetics-style folder to read')
   p.add_argument('--dst', required=True, help='folder to write (same layout)')
+  p.add_argument('--format', choices=FORMATS, default='mp4',
+                 help='mp4: H.264 re-encode; frames: JPEG frame store (ArrayRecord shards)')
   p.add_argument('--short-side', type=int, default=320, help='output short side (even)')
   p.add_argument('--keyframe-interval', type=int, default=32,
-                 help='frames between keyframes (docs/data.md: size vs clips/s)')
-  p.add_argument('--crf', type=int, default=23, help='x264 constant rate factor')
+                 help='mp4: frames between keyframes (docs/data.md: size vs clips/s)')
+  p.add_argument('--crf', type=int, default=23, help='mp4: x264 constant rate factor')
+  p.add_argument('--jpeg-quality', type=int, default=JPEG_QUALITY,
+                 help='frames: JPEG quality 1-100 (MMAction2 frame extraction: 95)')
   p.add_argument('--workers', type=int, default=min(2, os.cpu_count() or 1))
   a = p.parse_args(argv)
-  report = prepare(a.src, a.dst, a.short_side, a.keyframe_interval, a.crf, a.workers)
+  report = prepare(a.src, a.dst, a.short_side, a.keyframe_interval, a.crf, a.workers,
+                   fmt=a.format, jpeg_quality=a.jpeg_quality)
   return 1 if report['broken'] and not report['converted'] and not report['skipped'] else 0
 
 
