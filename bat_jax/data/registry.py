@@ -22,6 +22,8 @@ DATA_SOURCES = {
     'cifar10': 'bat_jax.data.cifar',
     'cifar100': 'bat_jax.data.cifar',
     'something_something_v1': 'bat_jax.data.something_something',
+    'cub200': 'bat_jax.data.cub200',
+    'cub200_folder': 'bat_jax.data.cub200',
 }
 
 
