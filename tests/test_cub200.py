@@ -11,8 +11,14 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from bat_jax import build_model
 from bat_jax.data import core, cub200, imagenet, registry
-from bat_jax.training import config_checks
+from bat_jax.data import mesh as mesh_lib
+from bat_jax.training import config_checks, transfer
+from bat_jax.training import state as state_lib
+from bat_jax.training.checkpoint import flat_shapes
+from configs import args
+from configs import chebysnl_cub200_r50
 
 CLASSES = ('001.Black_footed_Albatross', '002.Laysan_Albatross', '003.Sooty_Albatross')
 # (class 1-based, train flag) per image id 1..; image 9 is truncated, image 10 is not on disk.
@@ -171,3 +177,29 @@ def test_registry_and_config_checks_know_both_sources(cub_root):
     assert registry.data_module(_cfg(name=name)) is cub200
   with pytest.raises(ValueError, match="config.data.name='cub'; allowed"):
     cub200.make_source(_cfg(name='cub'), 'train')
+  cfg = chebysnl_cub200_r50.get_config()
+  with pytest.raises(config_checks.ConfigError, match='config.data.data_dir is empty'):
+    config_checks.validate_config(cfg)
+  cfg.data.name = 'cub200_folder'
+  with pytest.raises(config_checks.ConfigError, match='config.data.root is empty'):
+    config_checks.validate_config(cfg)
+  cfg.data.root = str(cub_root)
+  config_checks.validate_config(cfg)
+
+
+def _shapes(name):
+  config = args.load(name)
+  return flat_shapes(state_lib.abstract_variables(
+      build_model(config.model), state_lib.init_input_shape(config.model), mesh_lib.make_mesh()))
+
+
+@pytest.mark.parametrize('row', ['', '_snl'])
+def test_imagenet_resnet50_initialises_the_cub_rows(row):
+  """chebysnl §3.2 "ResNet50 pre-trained on ImageNet": every backbone array of imagenet_r50
+  loads into the 448-input model; the 200-way fc and the block stay at init."""
+  target = _shapes(f'chebysnl_cub200_r50{row}')
+  plan = transfer.plan_transfer(_shapes('imagenet_r50'), target)
+  assert not plan.unexpected and not plan.ignored and not plan.inflate, plan.describe()
+  assert {n for n, *_ in plan.mismatched} == {'params/fc/kernel', 'params/fc/bias'}
+  assert all('_snl4/' in n for n in plan.missing) and bool(plan.missing) == bool(row)
+  assert len(plan.load) == len(target) - len(plan.missing) - 2
