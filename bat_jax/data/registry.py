@@ -24,6 +24,7 @@ DATA_SOURCES = {
     'something_something_v1': 'bat_jax.data.something_something',
     'cub200': 'bat_jax.data.cub200',
     'cub200_folder': 'bat_jax.data.cub200',
+    'ucf101': 'bat_jax.data.ucf101',
 }
 
 
