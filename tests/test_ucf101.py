@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from bat_jax.data import pipeline, registry, ucf101
+from bat_jax.training import config_checks
+from configs import chebysnl_ucf101_i3d
 
 CLASSES = ('ApplyEyeMakeup', 'Archery', 'BabyCrawling')  # classInd order
 GROUPS = (1, 2, 3)
@@ -148,3 +150,20 @@ def test_eval_batches_are_the_shared_pipeline_with_the_broken_video_masked(ucf_r
 
 def test_registry_serves_ucf101(ucf_root):
   assert registry.data_module(ml_collections.ConfigDict(_cfg(ucf_root))) is ucf101
+
+
+def test_recipe_validates_on_the_layout(ucf_root):
+  """chebysnl_ucf101_i3d's data fields read the generated layout; a video recipe still needs
+  ``init_from`` (the paper starts from a Kinetics model)."""
+  cfg = chebysnl_ucf101_i3d.get_config()
+  with pytest.raises(config_checks.ConfigError, match='config.data.root is empty'):
+    config_checks.validate_config(cfg)
+  cfg.data.root = str(ucf_root)
+  with pytest.raises(config_checks.ConfigError, match='config.init_from is empty'):
+    config_checks.validate_config(cfg)
+  cfg.init_from = config_checks.INIT_FROM_SCRATCH
+  config_checks.validate_config(cfg)
+  data = dict(cfg.data, num_workers=0, num_threads=1)
+  it = ucf101.make_train_iterator(data, 2, seed=0)
+  assert it.num_examples == 6 and it.num_classes == 3
+  it.close()
