@@ -15,8 +15,8 @@ from configs import blocks
 
 
 # Clip backbones by family (Wang et al. C2D / I3D, TSN, TSM, RSA, the Non-local paper's own
-# 32-frame models); everything else takes images.
-VIDEO_FAMILIES = ('c2d_', 'i3d_', 'tsn_', 'tsm_', 'rsa_', 'nlpaper_')
+# 32-frame models, Hara et al.'s 3D ResNets); everything else takes images.
+VIDEO_FAMILIES = ('c2d_', 'i3d_', 'tsn_', 'tsm_', 'rsa_', 'nlpaper_', 'hara3d_')
 
 
 @pytest.mark.parametrize('name', sorted(registry.BACKBONES))

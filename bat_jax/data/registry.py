@@ -27,6 +27,9 @@ DATA_SOURCES = {
     'gym99': 'bat_jax.data.finegym',
     'gym288': 'bat_jax.data.finegym',
     'charades': 'bat_jax.data.charades',
+    'cub200': 'bat_jax.data.cub200',
+    'cub200_folder': 'bat_jax.data.cub200',
+    'ucf101': 'bat_jax.data.ucf101',
 }
 
 

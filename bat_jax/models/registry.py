@@ -5,7 +5,7 @@ The model config (``ml_collections.ConfigDict``) has these fields:
 * ``name``: a backbone from ``BACKBONES`` (``resnet50``, ``se_resnet50``, ``resnext50_32x4d``,
   ``preresnet56``, ``preresnet56_bottleneck``, ``cifar_resnet50``, ``c2d_resnet50``,
   ``i3d_resnet101``, ...; ``nlpaper_{c2d,i3d,i3d333}_resnet{50,101}``: the Non-local paper's
-  32-frame models).
+  32-frame models; ``hara3d_resnet{50,101,152}``: Hara et al.'s 3D ResNets).
 * ``num_classes``, ``width`` (64 for ImageNet ResNets and ``cifar_resnet50``, 16 for the CIFAR
   PreResNets; default: the backbone's), ``dropout_rate`` (before the classifier).
 * ``input_size``: ``(H, W)`` for images, ``(T, H, W)`` for clips (the backbones whose registry
@@ -95,6 +95,17 @@ def _backbones() -> dict[str, dict[str, Any]]:
     for name, inflation in (('i3d', '3x1x1'), ('i3d333', '3x3x3')):
       out[f'nlpaper_{name}_{depth}'] = dict(wang, stem_temporal_kernel=5, inflation=inflation,
                                             temporal_kernels=i3d_temporal_kernels(sizes))
+  # Hara et al.'s 3D ResNets (kenshohara/3D-ResNets-PyTorch, CVPR2018 branch models/resnet.py;
+  # chebysnl §3.2's UCF-101 "I3D"): conv1 7x7x7 stride (1, 2, 2) padding 3, max pool 3x3x3
+  # stride 2 padding 1, 3x3x3 conv2 in every bottleneck, stride 2 in time and space on conv2 and
+  # the 1x1x1 conv + BN projection shortcut (type B), no pool2; 16x112^2 -> res5 1x4^2.
+  for depth in ('resnet50', 'resnet101', 'resnet152'):
+    sizes = _DEPTHS[depth][0]
+    out[f'hara3d_{depth}'] = dict(stage_sizes=sizes, residual_block='bottleneck',
+                                  stem_temporal_kernel=7, pool1_temporal_kernel=3,
+                                  pool1_temporal_stride=2, inflation='3x3x3',
+                                  temporal_kernels=tuple((3,) * n for n in sizes),
+                                  temporal_strides=True, is_video=True)
   # ResNeXt (Xie et al.; torchvision): cardinality x width of each group of the first stage.
   for name, depth, groups, d in (('resnext50_32x4d', 'resnet50', 32, 4),
                                  ('resnext101_32x4d', 'resnet101', 32, 4),

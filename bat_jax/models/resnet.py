@@ -16,7 +16,9 @@ variants follow ``bat_supplementary.md`` Table 1 (Wang et al.'s C2D / I3D):
 
 The Non-local paper's own 32-frame C2D / I3D (its Table 1) are the same module with
 ``stem_temporal_stride=2``, a ``3x3x3`` pool1 of stride 2, a ``3x1x1`` pool2 and, for I3D_3x3x3,
-``inflation='3x3x3'`` (registry ``nlpaper_*``).
+``inflation='3x3x3'`` (registry ``nlpaper_*``). Hara et al.'s 3D ResNets (ChebySNL's UCF-101
+"I3D") are too: conv1 ``7x7x7``, a ``3x3x3`` pool1 of stride 2, ``3x3x3`` conv2 in every block,
+and ``temporal_strides`` (registry ``hara3d_*``).
 
 Variants are fields, not copies: ``groups`` / ``width_per_group`` (ResNeXt's grouped ``3x3``),
 ``se_reduction`` (squeeze-excitation before the add), ``preact`` (pre-activation blocks, final
@@ -88,6 +90,8 @@ class _ResidualBlock(nn.Module):
   Attributes:
     features: ``planes``, the inner width of a plain block (the output is ``features * expansion``).
     strides: spatial stride (on the ``3x3`` conv, torchvision style).
+    temporal_strides: ``strides`` also in time, on that conv and the projection shortcut (Hara et
+      al.'s 3D ResNets: ``Conv3d(..., stride=2)``); False: space only.
     temporal_kernel: ``t`` of the first conv (I3D inflation).
     zero_init_residual: start the branch's last BN scale at 0 (post-activation only).
     preact: pre-activation ordering (CIFAR PreResNets).
@@ -104,6 +108,7 @@ class _ResidualBlock(nn.Module):
   """
   features: int
   strides: int = 1
+  temporal_strides: bool = False
   temporal_kernel: int = 1
   zero_init_residual: bool = False
   preact: bool = False
@@ -131,7 +136,7 @@ class _ResidualBlock(nn.Module):
       y = _bn(self, train, name='bn1', relu=True)(x)
       if project:
         raw = self.preact_projection == 'conv_bn'
-        shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
+        shortcut = Conv(out, (1, 1, 1), self._strides(self.strides), dtype=self.dtype,
                         name='downsample_conv')(x if raw else y)
         if raw:
           shortcut = _bn(self, train, name='downsample_bn')(shortcut)
@@ -147,7 +152,7 @@ class _ResidualBlock(nn.Module):
         y = _bn(self, train, zero_init=last and self._zero_init_last(), name=f'bn{i}',
                 relu=not last)(y)
       if project:
-        shortcut = Conv(out, (1, 1, 1), (1, self.strides, self.strides), dtype=self.dtype,
+        shortcut = Conv(out, (1, 1, 1), self._strides(self.strides), dtype=self.dtype,
                         name='downsample_conv')(x)
         shortcut = _bn(self, train, name='downsample_bn')(shortcut)
     if self.se_reduction:
@@ -163,9 +168,12 @@ class _ResidualBlock(nn.Module):
   def _zero_init_last(self) -> bool:
     return self.zero_init_residual
 
+  def _strides(self, strides: int) -> tuple[int, int, int]:
+    return (strides if self.temporal_strides else 1, strides, strides)
+
   def _conv(self, features: int, kernel: tuple[int, int, int], strides: int = 1,
             groups: int = 1) -> Callable[..., nn.Module]:
-    return functools.partial(Conv, features, kernel, (1, strides, strides), groups=groups,
+    return functools.partial(Conv, features, kernel, self._strides(strides), groups=groups,
                              dtype=self.dtype)
 
 
@@ -260,6 +268,8 @@ class ResNet(nn.Module):
     pool2_kernel: pool2's temporal window, padded with ``(kernel - 1) // 2`` frames (2: BAT's
       Table 1 and the released code; 3: the Non-local paper's Table 1).
     inflation: which conv of a bottleneck ``temporal_kernels`` inflates (``Bottleneck.inflation``).
+    temporal_strides: the stride-2 residual blocks of res3..res5 also halve time (Hara et al.'s 3D
+      ResNets; ``_ResidualBlock.temporal_strides``).
     pool1_padding: padding of the ImageNet stem's ``3x3`` stride-2 max pool: 1 (torchvision, the
       supplement's 56x56 res2) or 0 (the released BAT video code's ``MaxPool3d``: 55x55).
     insertions: stage name -> indices of the residual blocks a non-local block follows.
@@ -300,6 +310,7 @@ class ResNet(nn.Module):
   temporal_pool: bool = False
   pool2_kernel: int = 2
   inflation: str = '3x1x1'
+  temporal_strides: bool = False
   pool1_padding: int = 1
   insertions: Mapping[str, Sequence[int]] | None = None
   insert_block: type[nn.Module] | None = None
@@ -316,6 +327,7 @@ class ResNet(nn.Module):
     kw: dict[str, Any] = dict(zero_init_residual=self.zero_init_residual, preact=self.preact,
                               preact_projection=self.preact_projection,
                               se_reduction=self.se_reduction, shift_fold_div=self.shift_fold_div,
+                              temporal_strides=self.temporal_strides,
                               bn_group_size=self.bn_group_size, dtype=self.dtype)
     if self.residual_block == 'bottleneck':
       kw.update(groups=self.groups, width_per_group=self.width_per_group,

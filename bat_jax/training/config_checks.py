@@ -30,7 +30,8 @@ _DATA_DIR_FIELDS = {'root': 'the data set folder (annotations + train/ val/); fo
                             '--config.data.root=data/toy_video',
                     'data_dir': 'the tfds data dir holding the data set'}
 # Data sets that read only one of the folder fields (the others may stay empty in the config).
-_DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('root',)}
+_DATA_DIR_FIELDS_BY_NAME = {'imagenet2012': ('data_dir',), 'imagenet_folder': ('root',),
+                            'cub200': ('data_dir',), 'cub200_folder': ('root',)}
 
 
 # Numeric fields: (dotted name, test, allowed values); a field the config lacks is not checked.

@@ -1,0 +1,9 @@
+"""Hara et al.'s 3D ResNet-50 + one block on UCF-101: chebysnl_unified_nonlocal.md Table 7,
+UCF-101 column, row '+ CGNL' (Top-1 83.38); the block after res4 block 4.
+Recipe and sources: chebysnl_ucf101_i3d.py."""
+
+from configs import chebysnl_ucf101_i3d as base
+
+
+def get_config():
+  return base.recipe('cgnl')

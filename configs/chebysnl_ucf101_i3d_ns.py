@@ -1,0 +1,9 @@
+"""Hara et al.'s 3D ResNet-50 + one block on UCF-101: chebysnl_unified_nonlocal.md Table 7,
+UCF-101 column, row '+ NS' (Top-1 82.50); the block after res4 block 4.
+Recipe and sources: chebysnl_ucf101_i3d.py."""
+
+from configs import chebysnl_ucf101_i3d as base
+
+
+def get_config():
+  return base.recipe('ns')
