@@ -63,8 +63,15 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def env_for(devices: int = 1, cache_dir: str | None = None, **extra: str) -> dict[str, str]:
-  """A subprocess environment with ``devices`` simulated CPU devices."""
+# Names the suite's shared JAX compilation cache directory (set by tests/conftest.py).
+SUITE_CACHE = 'BAT_JAX_TEST_JAX_CACHE'
+
+
+def env_for(devices: int = 1, cache_dir: str | None = 'suite', **extra: str) -> dict[str, str]:
+  """A subprocess environment with ``devices`` simulated CPU devices and a JAX compilation cache:
+  ``cache_dir='suite'`` the suite's shared one (tests/conftest.py), a path, or ``None`` for none."""
+  if cache_dir == 'suite':
+    cache_dir = os.environ.get(SUITE_CACHE)
   env = {k: v for k, v in os.environ.items()
          if not k.startswith(('JAX_', 'XLA_', 'BAT_JAX_'))}
   env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',

@@ -29,11 +29,6 @@ OPTS = [f'--config.num_train_steps={STEPS}', '--config.log_every_steps=3',
         '--config.eval_every_steps=5', '--config.checkpoint_every_steps=4']
 
 
-@pytest.fixture(scope='session')
-def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('jax_cache'))
-
-
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory, cache_dir):
   """An uninterrupted run."""

@@ -17,11 +17,6 @@ OPTS = ['--config.num_train_steps=3', '--config.log_every_steps=1',
         '--config.checkpoint_every_steps=0']
 
 
-@pytest.fixture(scope='module')
-def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('jax_cache'))
-
-
 def _losses(workdir):
   lines = h.metrics_lines(workdir)
   assert [m['step'] for m in lines] == [1, 2, 3]

@@ -1,6 +1,6 @@
-"""Fixtures of the fault-injection suite (docs/reliability.md): a compilation cache shared by the
-suite's ``train.py`` subprocesses and one uninterrupted reference run (the runs of
-``tests/test_checkpoint.py``: 12 steps, metrics every 3, eval every 5, checkpoints every 4).
+"""Fixtures of the fault-injection suite (docs/reliability.md): one uninterrupted reference run
+(the runs of ``tests/test_checkpoint.py``: 12 steps, metrics every 3, eval every 5, checkpoints
+every 4); the compilation cache is the suite's (tests/conftest.py).
 
 ``BAT_JAX_RELIABILITY_LONG=1`` runs the soak sizes (outside CI); ``record`` appends a test's
 figures (faults injected, survived) to the JSON-lines file ``BAT_JAX_RELIABILITY_REPORT`` names,
@@ -17,11 +17,6 @@ LONG = os.environ.get('BAT_JAX_RELIABILITY_LONG') == '1'
 STEPS = 12
 OPTS = [f'--config.num_train_steps={STEPS}', '--config.log_every_steps=3',
         '--config.eval_every_steps=5', '--config.checkpoint_every_steps=4']
-
-
-@pytest.fixture(scope='session')
-def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('jax_cache'))
 
 
 @pytest.fixture(scope='session')
