@@ -48,14 +48,15 @@ video come from the same process in consecutive rows (view ``v`` = clip ``v // n
 
 ``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
 train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
-(0-1 RGB; default ImageNet; read by the steps, which normalise the uint8 clips on the device:
-:mod:`bat_jax.data.normalization`), train_augment ('scale_jitter', default, or 'multiscale_crop' with
-train_short_side (s, s): :func:`bat_jax.data.video.train_transform`), random_flip (default
-True), train_split ('train'), eval_split ('val'), num_threads (per-worker read threads, default
-2), sampling ('dense', default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN
-segment sampling, :func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something)
-and no_flip_keywords (default (): training clips whose class name contains one of these words
-are never flipped, :func:`no_flip_classes`).
+(0-1 RGB; default ImageNet; read by the steps, which normalise the uint8 clips on the
+device: :mod:`bat_jax.data.normalization`), train_augment ('scale_jitter', default, or
+'multiscale_crop' with train_short_side (s, s): :func:`bat_jax.data.video.train_transform`),
+random_flip (default True), train_split ('train'), eval_split ('val'), num_threads
+(per-worker read threads, default 2), sampling ('dense', default: ``num_frames`` x
+``frame_stride`` windows; 'segments': TSN segment sampling,
+:func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something) and
+no_flip_keywords (default (): training clips whose class name contains one of these words are
+never flipped, :func:`no_flip_classes`).
 
 No-flip rule (RSA supplement §1: "we do not flip videos of which action labels include 'left' or
 'right' words"). A class is flip-forbidden when one of its name's words (the name lower-cased and
