@@ -10,7 +10,9 @@ textured background scrolling under moving blobs plus noise, so the encoder and 
 work; x264's default keyframe interval of 250 frames, as an ffmpeg re-encode of a YouTube video
 has) and reads it through :func:`bat_jax.data.pipeline.make_train_iterator` with the BAT
 Kinetics training transform: 8 frames at stride 8 (a random 57-frame window), random short side
-in [256, 320], random 224 x 224 crop, random flip, normalisation. Per worker count it reports
+in [256, 320], random 224 x 224 crop, random flip; uint8 out (the recipe's mean / std are applied
+on the device by the jitted steps, :mod:`bat_jax.data.normalization`, so they are not part of the
+workers' cost). Per worker count it reports
 clips/s after the first batch (which includes starting the worker processes), and the start-up
 time. Prints the machine (CPU model, cores) and writes everything to ``--json``.
 
@@ -24,8 +26,9 @@ three videos it writes: 340 x 256 with keyframe interval 250, the same after
 ``prepare_videos`` (short side 256, interval 32), and 640 x 360 with interval 250. Per video:
 the sequential decode-only frames/s (the codec's limit), training clips/s of
 :func:`bat_jax.data.video.train_transform` and of the PySlowFast-style reader
-(:mod:`benchmarks.peer_pyslowfast`), where a training clip's time goes (open, seek, frames
-decoded before the window, the window, RGB conversion + resize, crop/flip/normalise, the rest),
+(:mod:`benchmarks.peer_pyslowfast`, which normalises to float32 on the host as PySlowFast does),
+where a training clip's time goes (open, seek, frames decoded before the window, the window, RGB
+conversion + resize, crop/flip: views of the uint8 frames the workers return),
 and for 30-view evaluation the frames decoded per video and views/s, per view
 (:func:`bat_jax.data.video.eval_transform`) against one decode
 (:mod:`bat_jax.data.multiview`). The frame-store rows: the same source written as a frame store
@@ -197,8 +200,7 @@ def clip_breakdown(path: str, rng: np.random.Generator) -> dict:
   clip = V.random_crop(arrays, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
-  V.normalize(clip)
-  t['crop_flip_normalise'] = clock() - t3
+  t['crop_flip'] = clock() - t3  # views: uint8 out, normalised on the device
   t['frames_before_window'] = seek_decode_timed['frames_before']
   t['frames_window'] = seek_decode_timed['frames_window']
   return t
@@ -248,7 +250,7 @@ def _train_without_skipping(path: str, rng: np.random.Generator) -> np.ndarray:
 def store_breakdown(path: str, rng: np.random.Generator) -> dict:
   """Seconds per stage of one frame-store training clip, mirroring ``train_transform`` on a
   shard (:func:`bat_jax.data.decode.read_store`): open + read the 8 records, JPEG decode, resize
-  to the drawn short side (PIL bilinear), crop/flip/normalise."""
+  to the drawn short side (PIL bilinear), crop/flip (uint8 out, as ``train_transform``)."""
   t = {}
   t0 = clock()
   short = int(rng.integers(256, 321))
@@ -271,8 +273,7 @@ def store_breakdown(path: str, rng: np.random.Generator) -> dict:
   clip = V.random_crop(frames, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
-  V.normalize(clip)
-  t['crop_flip_normalise'] = clock() - t3
+  t['crop_flip'] = clock() - t3
   return t
 
 
@@ -447,7 +448,7 @@ def main(argv=None) -> int:
           f"({info['seconds']:.0f} s), {info['codec']}, keyframe every {info['gop']} frames, "
           f"{info['bytes'] / 1e6:.2f} MB")
     print('transform: 8 frames x stride 8, short side U[256, 320], random 224 crop, flip, '
-          f'normalise; batch {a.batch_size}, {a.batches} timed batches, '
+          f'uint8 out; batch {a.batch_size}, {a.batches} timed batches, '
           f'{a.threads} read thread(s) per worker')
     rows = [measure(info['path'], w, a.threads, a.batches, a.batch_size) for w in a.workers]
   head = f"{'workers':>7} | {'clips/s':>8} | {'ms/clip':>8} | {'first batch s':>13}"

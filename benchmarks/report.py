@@ -69,7 +69,9 @@ def pipeline_section(cmp: dict[str, Any]) -> list[str]:
            'round). Command: `python '
            f"benchmarks/pipeline.py --compare --rounds {cmp['rounds']} --clips "
            f"{cmp['clips_per_round']}`; one process, one thread; 8 x 8 clips, short side U[256, "
-           '320], 224 crop, flip, normalise. Method: [docs/performance.md](../docs/performance.md'
+           '320], 224 crop, flip; ours returns uint8 (normalised on the device), the '
+           'PySlowFast-style reader float32 normalised on the host, as PySlowFast. Method: '
+           '[docs/performance.md](../docs/performance.md'
            '#input-pipeline).', '',
            '| target | measured | limit |  |', '|---|---|---|---|']
   for video, key, what, limit in PIPELINE_TARGETS:

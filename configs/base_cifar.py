@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_epoch = -1
   config.eval_batch_size = -1
   config.log_every_steps = 100
+  config.device_prefetch = 2  # batches put on the devices ahead (bat_jax/data/prefetch.py)
   config.eval_every_epochs = 5  # released code: every 5 epochs
   config.eval_every_steps = -1
   config.checkpoint_every_steps = 1000

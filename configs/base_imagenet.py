@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.steps_per_epoch = -1  # > 0 overrides (train-set size // global_batch_size)
   config.eval_batch_size = -1  # -1: global_batch_size
   config.log_every_steps = 100
+  config.device_prefetch = 2  # batches put on the devices ahead (bat_jax/data/prefetch.py)
   config.eval_every_epochs = 1  # clip top-1 on the eval set during training (0: only at the end)
   config.eval_every_steps = -1  # > 0 overrides eval_every_epochs
   config.checkpoint_every_steps = 1000  # async saves; also at the end and on SIGTERM

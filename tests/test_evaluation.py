@@ -17,7 +17,7 @@ from bat_jax import build_model
 from bat_jax.data import mesh as mesh_lib
 from bat_jax.data import pipeline
 from bat_jax.data import decode as D
-from bat_jax.data import video as V
+from bat_jax.data import normalization
 from bat_jax.data import views
 from bat_jax.evaluation import metrics as metrics_lib
 from bat_jax.evaluation import protocols
@@ -29,7 +29,7 @@ from tests import helpers_train as h
 
 loop.mark_flags_parsed()
 
-MEAN, STD = np.asarray(V.IMAGENET_MEAN), np.asarray(V.IMAGENET_STD)
+MEAN, STD = np.asarray(normalization.IMAGENET_MEAN), np.asarray(normalization.IMAGENET_STD)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,8 +164,10 @@ def _data_cfg(root, **kw):
   return ml_collections.ConfigDict(cfg)
 
 
-def _denorm(x):
-  return (np.asarray(x, np.float64) * STD + MEAN) * 255.0
+def _pixels(x):
+  """The workers' uint8 pixel values of a batch / clip, as float64."""
+  assert np.asarray(x).dtype == np.uint8
+  return np.asarray(x, np.float64)
 
 
 @pytest.mark.parametrize('protocol', ['30view', '250view'])
@@ -186,7 +188,7 @@ def test_pipeline_views_are_the_sampled_clips_and_crops(coded_root, protocol):
     starts = views.clip_starts(n, 4, 3, spec.num_clips)
     for r, view in zip(rows, range(spec.num_views)):
       k, c = divmod(view, spec.num_crops)
-      x = _denorm(video[r])
+      x = _pixels(video[r])
       times = np.round((x[..., 2].mean((1, 2)) - 20) / 6).astype(int)
       np.testing.assert_array_equal(times, (starts[k] + 3 * np.arange(4)) % n)
       top, left, flip = views.crop_box(hh, ww, crop, c, spec.num_crops)
@@ -266,8 +268,8 @@ def test_view_averaged_prediction_equals_hand_computation(coded_root, tiny_model
       clips = []
       for y, x, flip in boxes:
         c = frames[:, y:y + crop, x:x + crop]
-        clips.append(V.normalize(c[:, :, ::-1] if flip else c, MEAN, STD))
-      logits = np.asarray(apply(np.stack(clips)), np.float64)
+        clips.append((np.asarray(c[:, :, ::-1] if flip else c, np.float32) / 255.0 - MEAN) / STD)
+      logits = np.asarray(apply(np.stack(clips).astype(np.float32)), np.float64)
       e = np.exp(logits - logits.max(1, keepdims=True))
       probs.append(e / e.sum(1, keepdims=True))
     hand.append(np.concatenate(probs).mean(0))

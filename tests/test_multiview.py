@@ -92,7 +92,7 @@ def test_views_identical_to_per_view_path(videos, name, proto):
       want = V.eval_transform(path, num_frames=t, stride=stride, crop_size=crop,
                               short_side=short, clip_index=j, num_clips=k,
                               crop_index=crop_index, num_crops=c, sampling=sampling)
-      assert got.dtype == np.float32
+      assert got.dtype == np.uint8
       np.testing.assert_array_equal(got, want, err_msg=f'{name} view {j}, {crop_index}')
 
 

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from numpy.lib.stride_tricks import sliding_window_view
 
 from bat_jax import build_model
-from bat_jax.data import pipeline
+from bat_jax.data import normalization, pipeline
 from bat_jax.data import decode as D
 from bat_jax.tools import import_torch as it
 from bat_jax.training.checkpoint import resolve_state_dir
@@ -100,15 +100,15 @@ def test_released_c2d_3dbat_on_a_decoded_clip_gives_the_released_logits(tmp_path
   it_eval = pipeline.make_eval_iterator(cfg.data, 1, records=[(path, 3)])
   batch = next(iter(it_eval))
   it_eval.close()
+  x = normalization.normalize(batch['video'], normalization.input_stats(cfg.data))  # as the steps
   got = np.asarray(build_model(cfg.model).apply(
-      {'params': variables['params'], 'batch_stats': variables['batch_stats']}, batch['video'],
-      train=False))
+      {'params': variables['params'], 'batch_stats': variables['batch_stats']}, x, train=False))
 
   with av.open(path) as container:  # the reference decodes RGB itself
     decoded = np.stack([f.to_ndarray(format='rgb24') for f in container.decode(video=0)])
   assert decoded.shape == (8, 64, 64, 3)
   clip = (decoded.astype(np.float64) - RELEASED_MEAN).transpose(3, 0, 1, 2)[None]  # std 1
-  np.testing.assert_allclose(np.asarray(batch['video'][0], np.float64),
+  np.testing.assert_allclose(np.asarray(x[0], np.float64),
                              clip[0].transpose(1, 2, 3, 0), atol=1e-3)
   want = released_c2d_forward(sd, clip)
   assert np.abs(want).max() > 1e-2 and np.std(want) > 1e-3  # a non-trivial output

@@ -118,20 +118,20 @@ def test_segment_sampling_on_real_video(tmp_path):
     expected = np.arange(t) * 3 + np.floor(u * 3).astype(int)
     clip = D.decode_segments(path, t, np.random.default_rng(seed), train=True)
     np.testing.assert_array_equal(_decoded_indices(clip), expected)
-  # through the transforms (crop = the full frame, no flip, no normalisation change of order)
+  # through the transforms (crop = the full frame, no flip; uint8 pixels)
   out = video_lib.eval_transform(path, num_frames=t, stride=99, crop_size=16, short_side=16,
-                                 sampling='segments', mean=(0, 0, 0), std=(1, 1, 1))
+                                 sampling='segments')
+  assert out.dtype == np.uint8
   np.testing.assert_array_equal(
-      np.rint(out.reshape(t, -1).mean(1) * 255 / _LEVEL).astype(int) - 1,
+      np.rint(out.reshape(t, -1).mean(1) / _LEVEL).astype(int) - 1,
       [1, 5, 8, 11, 15, 18, 21, 25])
   rng = np.random.default_rng(7)
   out = video_lib.train_transform(path, rng, num_frames=t, stride=99, crop_size=16,
-                                  short_side_range=(16, 16), flip=False, sampling='segments',
-                                  mean=(0, 0, 0), std=(1, 1, 1))
+                                  short_side_range=(16, 16), flip=False, sampling='segments')
   rng = np.random.default_rng(7)
   rng.integers(16, 17)  # the short-side draw comes first
   u = rng.random(t)
-  np.testing.assert_array_equal(np.rint(out.reshape(t, -1).mean(1) * 255 / _LEVEL) - 1,
+  np.testing.assert_array_equal(np.rint(out.reshape(t, -1).mean(1) / _LEVEL) - 1,
                                 np.arange(t) * 3 + np.floor(u * 3))
 
 
@@ -167,7 +167,7 @@ def test_no_flip_rule_in_training_loader(tmp_path):
   path = str(tmp_path / 'lr.mp4')
   D.write_video(path, np.stack([frame] * 4))
   opts = dict(num_frames=2, stride=1, crop_size=16, short_side_range=(16, 16), flip=True,
-              mean=(0, 0, 0), std=(1, 1, 1), sampling='segments')
+              sampling='segments')
   labels = np.array([0, 1], np.int32)
   no_flip = pipeline.no_flip_classes(['Pushing something from left to right', 'Holding it'],
                                      ('left', 'right'))

@@ -54,8 +54,9 @@ def _config(root, **kw):
 
 
 def _frame_index(clips):
-  """(..., T, h, w, 3) clips in [0, 1] -> frame index per frame from the red channel."""
-  return np.rint(clips[..., 0].mean(axis=(-2, -1)) * 255 / STEP).astype(int)
+  """(..., T, h, w, 3) uint8 clips -> frame index per frame from the red channel."""
+  assert np.asarray(clips).dtype == np.uint8
+  return np.rint(clips[..., 0].mean(axis=(-2, -1)) / STEP).astype(int)
 
 
 def _flipped(clips):
@@ -76,13 +77,13 @@ def test_frame_folder_segment_and_dense_indices(root):
   folder = os.path.join(root, ss.FRAMES_DIR, '100')
   clip = decode.decode_segments(folder, 4, train=False)
   assert clip.shape == (4, H, W, 3)
-  assert _frame_index(clip / 255.).tolist() == [1, 4, 7, 10]  # segment centres of 12 frames
+  assert _frame_index(clip).tolist() == [1, 4, 7, 10]  # segment centres of 12 frames
   expected = decode.segment_indices(T, 4, decode.segment_offsets(4, np.random.default_rng(3)))
   clip = decode.decode_segments(folder, 4, np.random.default_rng(3), train=True, short_side=24)
   assert clip.shape == (4, 24, 32, 3)
-  assert _frame_index(clip / 255.).tolist() == expected.tolist()
+  assert _frame_index(clip).tolist() == expected.tolist()
   clip = decode.decode_clip(folder, 4, 2, 'center')
-  assert _frame_index(clip / 255.).tolist() == [3, 5, 7, 9]  # window 7, start ceil(5 / 2)
+  assert _frame_index(clip).tolist() == [3, 5, 7, 9]  # window 7, start ceil(5 / 2)
   for bad in (os.path.join(root, 'nope'), os.path.join(root, 'empty')):
     os.makedirs(os.path.join(root, 'empty'), exist_ok=True)
     with pytest.raises(decode.VideoDecodeError):

@@ -11,13 +11,13 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from bat_jax.data import kinetics, pipeline
+from bat_jax.data import kinetics, normalization, pipeline
 from bat_jax.data import decode as D
 from bat_jax.data import video as V
 
 flags.FLAGS.mark_as_parsed()  # grain multiprocessing outside absl.app.run (grain#1355)
 
-MEAN, STD = np.asarray(V.IMAGENET_MEAN), np.asarray(V.IMAGENET_STD)
+MEAN, STD = np.asarray(normalization.IMAGENET_MEAN), np.asarray(normalization.IMAGENET_STD)
 
 
 # ----------------------------------------------------------------------------------------
@@ -53,19 +53,21 @@ def _coded_frames(k, t=12, h=32, w=40):
   return out
 
 
-def _denorm(video):
-  return (np.asarray(video, np.float64) * STD + MEAN) * 255.0
+def _pixels(x):
+  """The workers' uint8 pixel values of a batch / clip, as float64."""
+  assert np.asarray(x).dtype == np.uint8
+  return np.asarray(x, np.float64)
 
 
 def _record_id(video):
   """Record identity of each clip of a batch (B, T, H, W, 3)."""
-  r = _denorm(video)[..., 0].reshape(len(video), -1).mean(1)
+  r = _pixels(video)[..., 0].reshape(len(video), -1).mean(1)
   return np.round((r - 20) / 10).astype(int)
 
 
 def _frame_times(video):
   """Frame index of every frame of one clip (T, H, W, 3)."""
-  b = _denorm(video)[..., 2].reshape(len(video), -1).mean(1)
+  b = _pixels(video)[..., 2].reshape(len(video), -1).mean(1)
   return np.round((b - 30) / 12).astype(int)
 
 
@@ -376,13 +378,6 @@ def test_train_augment_field_is_checked():
                                  records=[('a.mp4', 0)] * 4)
 
 
-def test_normalize_matches_formula():
-  x = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), np.uint8)
-  y = V.normalize(x, MEAN, STD)
-  assert y.dtype == np.float32 and y.shape == x.shape
-  np.testing.assert_allclose(y, (x / 255.0 - MEAN) / STD, rtol=1e-5, atol=1e-5)
-
-
 # ----------------------------------------------------------------------------------------
 # Kinetics annotations
 # ----------------------------------------------------------------------------------------
@@ -478,7 +473,7 @@ def test_train_batches_follow_the_shard_order(coded_root):
     expected = pipeline.train_position_order(N_TRAIN, 4, p, 2, 5, 4)
     batches = _take(it, 4)  # crosses into epoch 1
     for b, exp in zip(batches, expected):
-      assert b['video'].shape == (2, 4, 24, 24, 3) and b['video'].dtype == np.float32
+      assert b['video'].shape == (2, 4, 24, 24, 3) and b['video'].dtype == np.uint8
       assert b['label'].dtype == np.int32 and set(b) == {'video', 'label'}
       np.testing.assert_array_equal(_record_id(b['video']), exp)
       np.testing.assert_array_equal(b['label'], np.asarray(labels)[exp])
@@ -501,7 +496,7 @@ def test_train_batches_follow_the_shard_order(coded_root):
     dict(train_augment='multiscale_crop', train_short_side=(32, 32))])
 def test_train_augmentation_jitters_crops_and_flips(coded_root, augment):
   it = pipeline.make_train_iterator(_cfg(coded_root, **augment), 14, seed=0)
-  g = _denorm(np.concatenate([b['video'] for b in _take(it, 3)]))[..., 1]
+  g = _pixels(np.concatenate([b['video'] for b in _take(it, 3)]))[..., 1]
   it.close()
   slope = np.sign(g[:, 0, :, -1].mean(1) - g[:, 0, :, 0].mean(1))  # G ramp direction
   assert (slope > 0).sum() >= 5 and (slope < 0).sum() >= 5  # both flip states occur
@@ -578,7 +573,7 @@ def test_multiview_eval_clips_and_crops(coded_root):
     np.testing.assert_array_equal(b['video_index'], v)
     starts = [_frame_times(c)[0] for c in b['video']]
     assert starts == [0, 0, 0, 3, 3, 3, 5, 5, 5]  # 12 frames, window 7: 0, 2.5 -> 3, 5
-    g_left = _denorm(b['video'])[:, 0, :, 0, 1].mean(1)
+    g_left = _pixels(b['video'])[:, 0, :, 0, 1].mean(1)
     assert g_left[0] < g_left[1] < g_left[2]  # left, centre, right crops of a 32 x 40 frame
 
 

@@ -3,7 +3,7 @@
 Same interface as the trainer's other sources (``bat_jax.data.synthetic``, ``bat_jax.data.pipeline``)::
 
     it = make_train_iterator(config.data, global_batch_size, process_index, process_count, seed)
-    batch = next(it)            # {'image': f32 (B, 32, 32, 3) normalised, 'label': i32 (B,)}
+    batch = next(it)            # {'image': uint8 (B, 32, 32, 3), 'label': i32 (B,)}
     state = it.get_state()      # JSON-serialisable; save it with the checkpoint
     it.set_state(state)         # resume exactly (fresh iterator, same arguments)
     it.num_examples, it.steps_per_epoch
@@ -23,9 +23,10 @@ then train with ``--config.data.data_dir=/data/tfds``. Tests use ``tfds.testing.
 
 Augmentation (training; torchvision ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip``, as
 in the released SNL CIFAR code): zero-pad 4 pixels on each side, crop a random 32x32 window
-(offsets uniform in 0..8), flip left-right with probability 1/2; then ``/255``, subtract ``mean``
-and divide by ``std`` per channel (defaults: the released SNL code's CIFAR statistics). Evaluation:
-no augmentation.
+(offsets uniform in 0..8), flip left-right with probability 1/2. Images leave the workers as
+uint8; the steps then divide by 255, subtract ``mean`` and divide by ``std`` per channel on the
+device (defaults: the released SNL code's CIFAR statistics; :mod:`bat_jax.data.normalization`).
+Evaluation: no augmentation.
 
 Order and sharding (as ``bat_jax.data.pipeline``). Epoch ``e`` is a permutation of the train split
 drawn from ``(seed, e)``; its first ``steps_per_epoch * G`` positions are used (``G`` the global
@@ -42,7 +43,8 @@ Order, sharding and the checkpointable iterator are :mod:`bat_jax.data.core`'s. 
 data set, split size, seed and global batch; the process layout may change).
 
 ``config.data`` fields: ``name`` (``'cifar10'`` | ``'cifar100'``), ``data_dir`` (tfds data dir),
-optional ``crop_size`` (32), ``padding`` (4), ``random_flip`` (True), ``mean``, ``std`` (0-1 RGB),
+optional ``crop_size`` (32), ``padding`` (4), ``random_flip`` (True), ``mean``, ``std`` (0-1 RGB;
+read by the steps),
 ``num_workers`` (grain worker processes, 0 = in-process), ``num_threads`` (2),
 ``train_split`` (``'train'``), ``eval_split`` (``'test'``).
 """
@@ -57,10 +59,10 @@ import numpy as np
 from bat_jax.data import core
 from bat_jax.data.core import config_get
 
-__all__ = ['get_config', 'make_train_iterator', 'make_eval_iterator', 'augment', 'normalize',
-           'CIFAR_MEAN', 'CIFAR_STD', 'NUM_CLASSES']
+__all__ = ['get_config', 'make_train_iterator', 'make_eval_iterator', 'augment', 'CIFAR_MEAN',
+           'CIFAR_STD', 'NUM_CLASSES']
 
-# Released SNL CIFAR code (torchvision Normalize), 0-1 RGB.
+# Released SNL CIFAR code (torchvision Normalize), 0-1 RGB; applied by the steps.
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 NUM_CLASSES = {'cifar10': 10, 'cifar100': 100}
@@ -98,12 +100,6 @@ def _source(data_config: Any, split: str) -> Any:
 # Per-example work (numpy only; runs in grain workers).
 
 
-def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-  """uint8 (H, W, 3) -> float32 ``(image / 255 - mean) / std``."""
-  x = image.astype(np.float32) / 255.0
-  return (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-
-
 def augment(image: np.ndarray, rng: np.random.Generator, crop_size: int = 32, padding: int = 4,
             flip: bool = True) -> np.ndarray:
   """Zero-pad ``padding`` pixels, crop a random ``crop_size`` window, flip with probability 1/2.
@@ -131,8 +127,7 @@ class _TrainLoad:
     rng = np.random.default_rng([self.seed, epoch, pos])
     image = augment(np.asarray(example['image']), rng, self.opts['crop_size'],
                     self.opts['padding'], self.opts['flip'])
-    return {'image': normalize(image, self.opts['mean'], self.opts['std']),
-            'label': np.int32(example['label'])}
+    return {'image': image, 'label': np.int32(example['label'])}
 
 
 class _EvalLoad:
@@ -144,23 +139,21 @@ class _EvalLoad:
     index = int(index)
     if index < 0:
       size = self.opts['crop_size']
-      return {'image': np.zeros((size, size, 3), np.float32), 'label': np.int32(0),
+      return {'image': np.zeros((size, size, 3), np.uint8), 'label': np.int32(0),
               'mask': np.bool_(False)}
     example = self.source[index]
     image = np.asarray(example['image'])
     if image.shape[0] != self.opts['crop_size'] or image.shape[1] != self.opts['crop_size']:
       raise ValueError(f'eval images are {image.shape[:2]}, config.data.crop_size is '
                        f"{self.opts['crop_size']}")
-    return {'image': normalize(image, self.opts['mean'], self.opts['std']),
-            'label': np.int32(example['label']), 'mask': np.bool_(True)}
+    return {'image': np.asarray(image, np.uint8), 'label': np.int32(example['label']),
+            'mask': np.bool_(True)}
 
 
 def _opts(data_config: Any) -> dict[str, Any]:
   return dict(crop_size=int(config_get(data_config, 'crop_size', 32)),
               padding=int(config_get(data_config, 'padding', 4)),
-              flip=bool(config_get(data_config, 'random_flip', True)),
-              mean=tuple(float(v) for v in config_get(data_config, 'mean', CIFAR_MEAN)),
-              std=tuple(float(v) for v in config_get(data_config, 'std', CIFAR_STD)))
+              flip=bool(config_get(data_config, 'random_flip', True)))
 
 
 def make_train_iterator(data_config: Any, global_batch_size: int, process_index: int = 0,

@@ -3,7 +3,7 @@
 Same interface as the trainer's other sources (``bat_jax.data.pipeline``, ``bat_jax.data.cifar``)::
 
     it = make_train_iterator(config.data, global_batch_size, process_index, process_count, seed)
-    batch = next(it)            # {'image': f32 (B, 224, 224, 3) normalised, 'label': i32 (B,)}
+    batch = next(it)            # {'image': uint8 (B, 224, 224, 3), 'label': i32 (B,)}
     state = it.get_state()      # JSON-serialisable; the trainer saves it in the checkpoint
     it.set_state(state)         # resume exactly (fresh iterator, same arguments)
     it.num_examples, it.steps_per_epoch, it.num_classes
@@ -42,7 +42,8 @@ Transforms (numpy + PIL; ``bat_cvpr2020.md`` §4.1, the released image code's to
   resized bilinearly (PIL, antialiased) to ``image_size``; horizontal flip with p = 1/2;
 * evaluation: resize the short side to ``eval_resize`` (256; long side ``int(256 * long /
   short)``, as torchvision), centre crop ``image_size`` (224);
-* then ``(x / 255 - mean) / std`` (ImageNet statistics by default).
+* images leave the workers as uint8; the steps apply ``(x / 255 - mean) / std`` (ImageNet
+  statistics by default) on the device (:mod:`bat_jax.data.normalization`).
 
 Order, sharding, determinism and state are those of :mod:`bat_jax.data.core`: epoch ``e``
 is a permutation drawn from ``(seed, e)``, process ``p`` reads its contiguous rows of each global
@@ -54,7 +55,8 @@ truncated) is replaced by the next record in training and masked in evaluation, 
 
 ``config.data`` fields: ``name``, ``data_dir`` (tfds) or ``root`` (folders), ``image_size``
 (224), ``eval_resize`` (256), optional ``random_resized_crop_scale`` ((0.08, 1)),
-``random_resized_crop_ratio`` ((3/4, 4/3)), ``random_flip`` (True), ``mean``, ``std`` (0-1 RGB),
+``random_resized_crop_ratio`` ((3/4, 4/3)), ``random_flip`` (True), ``mean``, ``std`` (0-1 RGB;
+read by the steps),
 ``num_workers`` (grain worker processes; 0 = in-process), ``num_threads`` (2),
 ``train_split`` (``'train'``), ``eval_split`` (``'validation'``).
 """
@@ -76,10 +78,8 @@ from bat_jax.data.core import broken_files, config_get, reset_broken_files
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'random_resized_crop_box',
            'random_resized_crop', 'resize_short_side', 'center_crop', 'eval_image',
            'train_image', 'FolderSource', 'ImageDecodeError', 'broken_files',
-           'reset_broken_files', 'IMAGENET_MEAN', 'IMAGENET_STD', 'NUM_CLASSES']
+           'reset_broken_files', 'NUM_CLASSES']
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_CLASSES = 1000
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
 _SPLIT_DIRS = {'train': ('train', 'training'), 'validation': ('val', 'validation', 'valid'),
@@ -182,30 +182,21 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
   return image[top:top + size, left:left + size]
 
 
-def normalize(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-  """uint8 -> float32 ``(x / 255 - mean) / std``."""
-  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-  return (np.asarray(image, np.float32) * (1.0 / 255.0) - mean) / std
-
-
 def train_image(image: np.ndarray, rng: np.random.Generator, *, size: int = 224,
-                scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-  """RandomResizedCrop + flip (p = 1/2) + normalise -> float32 (size, size, 3). Draws, in
-  order: the crop box, then the flip."""
+                scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = True) -> np.ndarray:
+  """RandomResizedCrop + flip (p = 1/2) -> uint8 (size, size, 3). Draws, in order: the crop
+  box, then the flip."""
   out = random_resized_crop(image, size, rng, scale, ratio)
   if flip and rng.random() < 0.5:
     out = out[:, ::-1]
-  return normalize(out, mean, std)
+  return out
 
 
-def eval_image(image: np.ndarray, *, size: int = 224, resize: int = 256, mean=IMAGENET_MEAN,
-               std=IMAGENET_STD) -> np.ndarray:
-  """Resize the short side to ``resize``, centre crop ``size``, normalise -> float32."""
+def eval_image(image: np.ndarray, *, size: int = 224, resize: int = 256) -> np.ndarray:
+  """Resize the short side to ``resize``, centre crop ``size`` -> uint8 (size, size, 3)."""
   if resize < size:
     raise ValueError(f'eval_resize {resize} < image_size {size}')
-  return normalize(center_crop(resize_short_side(image, resize), size), mean, std)
+  return center_crop(resize_short_side(image, resize), size)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,17 +324,12 @@ class _EvalLoad:
                 'mask': np.bool_(True), '_broken': ()}
       except ImageDecodeError as e:
         broken = ((e.path, e.reason),)
-    return {'image': np.zeros((size, size, 3), np.float32), 'label': np.int32(0),
+    return {'image': np.zeros((size, size, 3), np.uint8), 'label': np.int32(0),
             'mask': np.bool_(False), '_broken': broken}
 
 
 # ------------------------------------------------------------------------------------------------
 # Entry points.
-
-
-def _norm_opts(data_config: Any) -> dict[str, Any]:
-  return dict(mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
 
 
 def _num_classes(source: Any) -> int:
@@ -370,7 +356,7 @@ def make_train_iterator(data_config: Any, global_batch_size: int, process_index:
                                                        (0.08, 1.0))),
               ratio=tuple(float(x) for x in config_get(data_config, 'random_resized_crop_ratio',
                                                        (3 / 4, 4 / 3))),
-              flip=bool(config_get(data_config, 'random_flip', True)), **_norm_opts(data_config))
+              flip=bool(config_get(data_config, 'random_flip', True)))
   ds = core.train_batches(_TrainLoad(source, int(seed), opts), index)
   num_workers, num_threads = core.worker_counts(data_config)
   fingerprint = {'kind': 'train', 'name': config_get(data_config, 'name', 'imagenet2012'),
@@ -395,7 +381,7 @@ def make_eval_iterator(data_config: Any, global_batch_size: int, process_index: 
   n = len(source)
   b = core.process_batch_size(global_batch_size, process_count)
   opts = dict(size=int(config_get(data_config, 'image_size', 224)),
-              resize=int(config_get(data_config, 'eval_resize', 256)), **_norm_opts(data_config))
+              resize=int(config_get(data_config, 'eval_resize', 256)))
   if opts['resize'] < opts['size']:
     raise ValueError(f"config.data.eval_resize={opts['resize']} < image_size={opts['size']}")
   assignment, num_batches = core.eval_assignment(n, 1, b, process_index, process_count)

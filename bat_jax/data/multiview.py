@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import fractions
 import os
-from typing import Sequence
-
 import av
 import numpy as np
 
@@ -209,9 +207,7 @@ def decode_eval_clips(path, *, num_frames: int, stride: int, num_clips: int,
 
 
 def cut_view(clips: np.ndarray, clip_index: int, crop_index: int, *, num_crops: int,
-             crop_size: int, mean: Sequence[float] = V.IMAGENET_MEAN,
-             std: Sequence[float] = V.IMAGENET_STD) -> np.ndarray:
-  """View (``clip_index``, ``crop_index``) of :func:`decode_eval_clips`'s output, normalised
-  float32 (T, crop, crop, 3): what :func:`bat_jax.data.video.eval_transform` returns for it."""
-  clip = V.spatial_crop(clips[clip_index], crop_size, crop_index, num_crops)
-  return V.normalize(clip, mean, std)
+             crop_size: int) -> np.ndarray:
+  """View (``clip_index``, ``crop_index``) of :func:`decode_eval_clips`'s output, uint8
+  (T, crop, crop, 3): what :func:`bat_jax.data.video.eval_transform` returns for it."""
+  return V.spatial_crop(clips[clip_index], crop_size, crop_index, num_crops)

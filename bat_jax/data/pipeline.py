@@ -3,7 +3,7 @@
 The trainer calls::
 
     it = make_train_iterator(config.data, global_batch_size, process_index, process_count, seed)
-    batch = next(it)            # {'video': f32 (B, T, H, W, 3), 'label': i32 (B,)}
+    batch = next(it)            # {'video': uint8 (B, T, H, W, 3), 'label': i32 (B,)}
     state = it.get_state()      # JSON-serialisable; save with the checkpoint
     it.set_state(state)         # resume exactly (fresh iterator, same arguments)
     it.steps_per_epoch          # global steps per epoch
@@ -48,13 +48,15 @@ video come from the same process in consecutive rows (view ``v`` = clip ``v // n
 
 ``data_config`` fields (``config.data``): root, num_frames, frame_stride, crop_size,
 train_short_side (lo, hi inclusive), eval_short_side, num_workers, and optionally mean, std
-(0-1 RGB; default ImageNet), train_augment ('scale_jitter', default, or 'multiscale_crop' with
-train_short_side (s, s): :func:`bat_jax.data.video.train_transform`), random_flip (default
-True), train_split ('train'), eval_split ('val'), num_threads (per-worker read threads, default
-2), sampling ('dense', default: ``num_frames`` x ``frame_stride`` windows; 'segments': TSN
-segment sampling, :func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something)
-and no_flip_keywords (default (): training clips whose class name contains one of these words
-are never flipped, :func:`no_flip_classes`).
+(0-1 RGB; default ImageNet; read by the steps, which normalise the uint8 clips on the
+device: :mod:`bat_jax.data.normalization`), train_augment ('scale_jitter', default, or
+'multiscale_crop' with train_short_side (s, s): :func:`bat_jax.data.video.train_transform`),
+random_flip (default True), train_split ('train'), eval_split ('val'), num_threads
+(per-worker read threads, default 2), sampling ('dense', default: ``num_frames`` x
+``frame_stride`` windows; 'segments': TSN segment sampling,
+:func:`bat_jax.data.decode.segment_indices`, as RSA on Something-Something) and
+no_flip_keywords (default (): training clips whose class name contains one of these words are
+never flipped, :func:`no_flip_classes`).
 
 No-flip rule (RSA supplement §1: "we do not flip videos of which action labels include 'left' or
 'right' words"). A class is flip-forbidden when one of its name's words (the name lower-cased and
@@ -80,8 +82,7 @@ from bat_jax.data import core, kinetics, multiview
 from bat_jax.data.core import (GrainIterator, broken_files, config_get, config_require,
                                eval_assignment, reset_broken_files, train_position_order)
 from bat_jax.data.decode import VideoDecodeError
-from bat_jax.data.video import (IMAGENET_MEAN, IMAGENET_STD, SAMPLINGS, check_train_augment,
-                                train_transform)
+from bat_jax.data.video import SAMPLINGS, check_train_augment, train_transform
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'broken_files', 'reset_broken_files',
            'train_position_order', 'eval_assignment', 'no_flip_classes', 'decode_within']
@@ -231,11 +232,10 @@ class _EvalLoad:
         broken = ((clips.path, clips.reason),)
       else:
         video = multiview.cut_view(clips, view // self.num_crops, view % self.num_crops,
-                                   num_crops=self.num_crops, crop_size=self.opts['crop_size'],
-                                   mean=self.opts['mean'], std=self.opts['std'])
+                                   num_crops=self.num_crops, crop_size=self.opts['crop_size'])
         return {'video': video, 'label': self.labels[vid], 'mask': np.bool_(True),
                 'video_index': np.int32(vid), '_broken': ()}
-    return {'video': np.zeros(self.shape, np.float32),
+    return {'video': np.zeros(self.shape, np.uint8),
             'label': self.labels[vid] if vid >= 0 else np.zeros_like(self.labels[0]),
             'mask': np.bool_(False),
             'video_index': np.int32(vid), '_broken': broken}
@@ -277,9 +277,7 @@ def _common(data_config):
   return dict(num_frames=int(config_require(data_config, 'num_frames')),
               sampling=_sampling(data_config),
               stride=int(config_require(data_config, 'frame_stride')),
-              crop_size=int(config_require(data_config, 'crop_size')),
-              mean=tuple(float(x) for x in config_get(data_config, 'mean', IMAGENET_MEAN)),
-              std=tuple(float(x) for x in config_get(data_config, 'std', IMAGENET_STD)))
+              crop_size=int(config_require(data_config, 'crop_size')))
 
 
 def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
@@ -289,7 +287,7 @@ def make_train_iterator(data_config, global_batch_size: int, process_index: int 
                         window_labels: Callable | None = None) -> GrainIterator:
   """Infinite (or ``num_epochs``-long) iterator of training batches for this process.
 
-  Batches: {'video': float32 (B, T, crop, crop, 3) normalised, 'label': int32 (B,)} with
+  Batches: {'video': uint8 (B, T, crop, crop, 3), 'label': int32 (B,)} with
   ``B = global_batch_size // process_count``. Attributes: ``steps_per_epoch`` (global steps),
   ``num_examples``, ``class_names``, ``num_classes``, ``per_process_batch_size``, ``missing``
   (annotated videos without a file, see :class:`bat_jax.data.kinetics.Split`).

@@ -16,6 +16,10 @@ snapped to it), the two scale indices at most ``max_distort`` apart, its corner 
 offsets, resized (bilinear) to ``crop x crop``; the same crop and flip for every frame
 (:func:`multiscale_crop_candidates`, :func:`multiscale_crop`).
 
+Clips leave these transforms as uint8 (T, crop, crop, 3) RGB (crop and flip are views of the
+decoded frames; collating the batch is the one copy); the recipe's mean / std are applied on the
+device inside the jitted steps (:mod:`bat_jax.data.normalization`).
+
 Nothing here imports JAX: these functions run in grain worker processes.
 """
 
@@ -41,7 +45,6 @@ __all__ = [
     'multiscale_crop',
     'TRAIN_AUGMENTS',
     'check_train_augment',
-    'normalize',
     'train_transform',
     'eval_transform',
 ]
@@ -49,9 +52,6 @@ __all__ = [
 SAMPLINGS = ('dense', 'segments')  # data.sampling
 TRAIN_AUGMENTS = ('scale_jitter', 'multiscale_crop')  # data.train_augment
 MULTISCALE_SCALES = (1.0, 0.875, 0.75, 0.66)  # released main.py: GroupMultiScaleCrop(224, ...)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
@@ -151,19 +151,6 @@ def multiscale_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator
   return out
 
 
-def normalize(frames: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-  """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std`` (mean/std in 0-1 RGB units)."""
-  mean = np.asarray(mean, np.float32)
-  std = np.asarray(std, np.float32)
-  scale = 1.0 / (255.0 * std)
-  offset = -mean / std
-  out = np.asarray(frames, dtype=np.float32)
-  out *= scale
-  out += offset
-  return out
-
-
 def check_train_augment(augment: str, short_side_range: Sequence[int]) -> None:
   """Raises ``ValueError`` naming ``config.data.train_augment`` / ``train_short_side`` when
   they do not go together."""
@@ -177,10 +164,10 @@ def check_train_augment(augment: str, short_side_range: Sequence[int]) -> None:
 
 def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: int,
                     crop_size: int, short_side_range: Sequence[int], flip: bool = True,
-                    mean=IMAGENET_MEAN, std=IMAGENET_STD, sampling: str = 'dense',
-                    augment: str = 'scale_jitter', start: int | None = None) -> np.ndarray:
-  """Decode a random clip, crop, horizontal flip with p = 0.5 (none when ``flip`` is False),
-  normalise -> float32 (T, crop, crop, 3). ``augment``: ``'scale_jitter'`` (short side uniform
+                    sampling: str = 'dense', augment: str = 'scale_jitter',
+                    start: int | None = None) -> np.ndarray:
+  """Decode a random clip, crop, horizontal flip with p = 0.5 (none when ``flip`` is False)
+  -> uint8 (T, crop, crop, 3). ``augment``: ``'scale_jitter'`` (short side uniform
   in the inclusive range, random ``crop x crop`` crop) or ``'multiscale_crop'`` (short side
   ``short_side_range[0]``, which must equal ``[1]``; :func:`multiscale_crop`). ``sampling``:
   ``'dense'`` (``num_frames`` x ``stride`` window) or ``'segments'`` (TSN, random frame per
@@ -203,16 +190,15 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
     clip = random_crop(clip, crop_size, rng)
   if flip and rng.random() < 0.5:
     clip = horizontal_flip(clip)
-  return normalize(clip, mean, std)
+  return clip
 
 
 def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_side: int,
                    clip_index: int = 0, num_clips: int = 1, crop_index: int = 0,
-                   num_crops: int = 1, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                   sampling: str = 'dense') -> np.ndarray:
+                   num_crops: int = 1, sampling: str = 'dense') -> np.ndarray:
   """Deterministic view: clip ``clip_index`` of ``num_clips`` (centre when 1) and crop
   ``crop_index`` of ``num_crops`` (centre when 1; 3: along the long side; 10: corners, centre and
-  their flips) -> float32 (T, crop, crop, 3). Positions: :mod:`bat_jax.data.views`.
+  their flips) -> uint8 (T, crop, crop, 3). Positions: :mod:`bat_jax.data.views`.
   ``sampling='segments'``: TSN segment centres (clip ``k`` of ``K``: the fraction ``(k + 1/2) / K``
   of every segment, :func:`bat_jax.data.decode.segment_indices`) instead of a dense window."""
   if short_side < crop_size:
@@ -228,5 +214,4 @@ def eval_transform(path, *, num_frames: int, stride: int, crop_size: int, short_
     clip = decode_clip(path, num_frames, stride, start, short_side=short_side)
   else:
     raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
-  clip = spatial_crop(clip, crop_size, crop_index, num_crops)
-  return normalize(clip, mean, std)
+  return spatial_crop(clip, crop_size, crop_index, num_crops)

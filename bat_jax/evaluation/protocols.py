@@ -17,7 +17,9 @@ charades   multi-label: the 30 views of ``30view``, the element-wise maximum of 
 =========  ===================================================================================
 
 Every protocol is ``f(config, model, variables, mesh, *, progress) -> metrics`` (``PROTOCOLS``);
-each process evaluates its share of the eval set and the sums are added over processes.
+each process evaluates its share of the eval set and the sums are added over processes. The
+batches reach the devices ``config.device_prefetch`` (2) batches ahead of the step
+(``bat_jax.data.prefetch``), as in training; uint8 clips are normalised inside the steps.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from bat_jax.data import mesh as mesh_lib
+from bat_jax.data.normalization import input_stats
+from bat_jax.data.prefetch import DEFAULT_DEPTH, DevicePrefetch
 from bat_jax.data.registry import data_module
 from bat_jax.evaluation import metrics as metrics_lib
 from bat_jax.evaluation import steps as steps_lib
@@ -63,6 +66,10 @@ def close_iterator(iterator: Any) -> None:
     iterator.close()
 
 
+def _prefetch_depth(config: ml_collections.ConfigDict) -> int:
+  return int(config.get('device_prefetch', DEFAULT_DEPTH))
+
+
 def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
                   mesh: jax.sharding.Mesh, eval_step: Callable[..., Any] | None = None, *,
                   progress: bool = False,
@@ -71,14 +78,15 @@ def evaluate_clip(config: ml_collections.ConfigDict, model: Any, variables: Any,
   (``after_batch``: called after each batch; the fault tests' hook)."""
   num_classes = int(config.model.num_classes)
   eval_step = eval_step or steps_lib.make_eval_step(
-      model, mesh, num_classes, loss=config.get('loss', steps_lib.LOSSES[0]))
+      model, mesh, num_classes, loss=config.get('loss', steps_lib.LOSSES[0]),
+      input_stats=input_stats(config.data))
   it = data_module(config.data).make_eval_iterator(
       config.data, eval_batch_size(config), jax.process_index(), jax.process_count())
   totals: dict[str, np.ndarray] | None = None
   bar = Progress(num_batches(it), 'eval clip', progress)
   try:
-    for batch in it:
-      sums = eval_step(variables, mesh_lib.global_batch(batch, mesh))
+    for batch, _ in DevicePrefetch(it, mesh, depth=_prefetch_depth(config)):
+      sums = eval_step(variables, batch)
       sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(sums).items()}
       totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
       bar.update()
@@ -120,16 +128,15 @@ def predict_views(config: ml_collections.ConfigDict, model: Any, variables: Any,
   it = module.make_eval_iterator(data_cfg, eval_batch_size(config), jax.process_index(),
                                  jax.process_count(), num_clips=spec.num_clips,
                                  num_crops=spec.num_crops, crop_size=crop_size, **resize)
-  predict = steps_lib.make_predict_step(model, mesh)
+  predict = steps_lib.make_predict_step(model, mesh, input_stats=input_stats(data_cfg))
   acc = accumulator or metrics_lib.ViewAccumulator(int(config.model.num_classes))
   logging.info('%s over %d videos', views.describe(label, spec, crop_size, short_side),
                it.num_examples)
   bar = Progress(num_batches(it), f'eval {label}', progress)
   pending = None  # (logits on device, host batch): fetched after the next batch is dispatched
   try:
-    for batch in it:
-      key = steps_lib.input_key(batch)
-      logits = predict(variables, mesh_lib.global_batch({key: batch[key]}, mesh))
+    for device, batch in DevicePrefetch(it, mesh, depth=_prefetch_depth(config)):
+      logits = predict(variables, device)
       if pending is not None:
         acc.add(metrics_lib.local_rows(pending[0]), pending[1]['label'],
                 pending[1]['video_index'], pending[1]['mask'])

@@ -1,7 +1,9 @@
 """jit-compiled eval and predict steps over the data-parallel mesh (``data/mesh.py``), and what
 they share with the train step (``training/steps.py``): the input key and the loss.
 
-Inputs are global arrays sharded over ``'data'``; the variables are replicated. The eval step
+Inputs are global arrays sharded over ``'data'``; the variables are replicated. uint8 clips and
+images are normalised inside each step with the recipe's mean / std (``input_stats``,
+:func:`bat_jax.data.normalization.normalize`); float inputs pass through. The eval step
 returns sums over the unmasked examples, so padded batches and any device count give the same
 totals (``evaluation/metrics.py`` turns them into accuracies).
 """
@@ -17,6 +19,7 @@ import optax
 from jax.sharding import Mesh
 
 from bat_jax.data import mesh as mesh_lib
+from bat_jax.data.normalization import InputStats, normalize
 from bat_jax.nn.xla_cpu import compiler_options
 
 Batch = Mapping[str, jax.Array]
@@ -76,18 +79,27 @@ def top_hits(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return jnp.any(jnp.take_along_axis(labels, top, axis=-1) > 0, axis=-1).astype(jnp.float32)
 
 
+def model_input(batch: Batch, input_stats: InputStats | None) -> jax.Array:
+  """The batch's clips / images as the model takes them: uint8 normalised with
+  ``input_stats`` (float32), any other dtype unchanged."""
+  return normalize(batch[input_key(batch)], input_stats)
+
+
 def make_eval_step(model: nn.Module, mesh: Mesh, num_classes: int, top_k: int = 5,
-                   loss: str = 'softmax_cross_entropy'
+                   loss: str = 'softmax_cross_entropy', *,
+                   input_stats: InputStats | None = None
                    ) -> Callable[[Any, Batch], dict[str, jax.Array]]:
   """``(variables, batch) -> sums`` over the unmasked examples: ``count``, ``loss``, ``top1``,
   ``top{k}``, and per-class ``class_count`` / ``class_top1`` (for mean per-class accuracy).
   Padded examples (``mask`` False) count nowhere. With multi-hot labels (B, K) ``top1`` /
   ``top{k}`` count the examples with a positive class among the top 1 / k, ``class_count`` the
-  positives of each class and ``class_top1`` those whose top-1 class is that class."""
+  positives of each class and ``class_top1`` those whose top-1 class is that class.
+  ``input_stats``: the mean / std of uint8 inputs
+  (``bat_jax.data.normalization.input_stats(config.data)``)."""
   k = min(top_k, num_classes)
 
   def step(variables: Any, batch: Batch) -> dict[str, jax.Array]:
-    x, labels = batch[input_key(batch)], batch['label']
+    x, labels = model_input(batch, input_stats), batch['label']
     mask = (batch['mask'].astype(jnp.float32) if 'mask' in batch
             else jnp.ones(labels.shape[:1]))
     logits = model.apply(variables, x, train=False).astype(jnp.float32)
@@ -113,12 +125,15 @@ def make_eval_step(model: nn.Module, mesh: Mesh, num_classes: int, top_k: int = 
                  compiler_options=compiler_options())
 
 
-def make_predict_step(model: nn.Module, mesh: Mesh) -> Callable[[Any, Batch], jax.Array]:
+def make_predict_step(model: nn.Module, mesh: Mesh, *, input_stats: InputStats | None = None
+                      ) -> Callable[[Any, Batch], jax.Array]:
   """``(variables, batch) -> logits`` (sharded like the batch): the building block of multi-view
-  protocols, which aggregate logits of several views per video on the host."""
+  protocols, which aggregate logits of several views per video on the host. ``input_stats``: as
+  :func:`make_eval_step`."""
 
   def step(variables: Any, batch: Batch) -> jax.Array:
-    return model.apply(variables, batch[input_key(batch)], train=False).astype(jnp.float32)
+    return model.apply(variables, model_input(batch, input_stats), train=False).astype(
+        jnp.float32)
 
   rep, data = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   return jax.jit(step, in_shardings=(rep, data), out_shardings=data,

@@ -56,6 +56,7 @@ from ml_collections import config_flags
 
 from bat_jax.data import decode as D
 from bat_jax.data import video as video_lib
+from bat_jax.data.normalization import input_stats, normalize
 from bat_jax.models.registry import build_model, is_video
 from bat_jax.ops import bilinear
 from bat_jax.training import checkpoint as ckpt_lib
@@ -292,8 +293,6 @@ def load_input(config: Any, video: str | None = None,
   size = tuple(int(s) for s in config.model.input_size)
   crop = int(_data_get(config, 'crop_size', size[-1]))
   short = int(_data_get(config, 'eval_short_side', _data_get(config, 'eval_resize', crop)))
-  mean = tuple(_data_get(config, 'mean', video_lib.IMAGENET_MEAN))
-  std = tuple(_data_get(config, 'std', video_lib.IMAGENET_STD))
   if video is not None:
     num_frames = int(_data_get(config, 'num_frames', size[0] if len(size) == 3 else 1))
     stride = int(_data_get(config, 'frame_stride', 1))
@@ -305,7 +304,7 @@ def load_input(config: Any, video: str | None = None,
     if is_video(config.model):
       frames = np.repeat(frames, size[0], axis=0)
   frames = video_lib.center_crop(frames, crop)
-  x = video_lib.normalize(frames, mean, std)
+  x = np.asarray(normalize(frames, input_stats(config.get('data') or {})))  # the steps' formula
   if not is_video(config.model):
     x, frames = x[len(x) // 2], frames[len(frames) // 2:len(frames) // 2 + 1]
   return x, frames

@@ -42,6 +42,7 @@ _RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ('grad_clip_norm', lambda v: v >= 0, '>= 0 (0: off)'),
     ('lr_decay_factor', lambda v: v > 0, '> 0'),
     ('log_every_steps', lambda v: v > 0, '> 0'),
+    ('device_prefetch', lambda v: v >= 0, '>= 0 (batches put on the devices ahead; 0: off)'),
     ('keep_checkpoints', lambda v: v >= 0, '>= 0 (0: keep all)'),
     ('checkpoint_every_steps', lambda v: v >= -1, '> 0, or 0 / -1 (only at the end)'),
     ('eval_batch_size', lambda v: v == -1 or v > 0, '-1 (global_batch_size) or > 0'),

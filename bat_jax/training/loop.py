@@ -10,7 +10,9 @@
    released ``--soft_resume`` (what fits loads, the rest keeps its fresh initialisation;
    ``WORKDIR/init_report.json`` lists which), or at random (``''``; a video model needs
    ``'scratch'`` said explicitly, ``validate_config``);
-4. trains; every ``log_every_steps`` writes a metrics line, every ``eval_every_*`` evaluates clip
+4. trains, with the next ``config.device_prefetch`` (2) batches put on the devices while a step
+   runs (``bat_jax.data.prefetch``); every ``log_every_steps`` writes a metrics line (with
+   ``data_wait_fraction``, ``training/metrics.py``), every ``eval_every_*`` evaluates clip
    top-1 on the eval iterator, every ``checkpoint_every_steps`` saves asynchronously; the last
    step always evaluates and saves. A step's ``finite`` flag is read after the next step is
    dispatched (a non-finite step applied no update on device), and every flag is read before a
@@ -38,6 +40,8 @@ import numpy as np
 from absl import flags, logging
 
 from bat_jax.data import mesh as mesh_lib
+from bat_jax.data.normalization import input_stats
+from bat_jax.data.prefetch import DEFAULT_DEPTH, DevicePrefetch
 from bat_jax.data.registry import data_module
 from bat_jax.evaluation.protocols import close_iterator, evaluate_clip
 from bat_jax.evaluation.steps import LOSSES, make_eval_step
@@ -199,16 +203,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                          num_train_steps=num_train_steps,
                          global_batch_size=config.global_batch_size)
   loss = config.get('loss', LOSSES[0])
-  train_step: Any = make_train_step(model, tx, mesh, config.label_smoothing, loss)
-  eval_step = make_eval_step(model, mesh, int(config.model.num_classes), loss=loss)
+  stats = input_stats(config.data)
+  train_step: Any = make_train_step(model, tx, mesh, config.label_smoothing, loss,
+                                    input_stats=stats)
+  eval_step = make_eval_step(model, mesh, int(config.model.num_classes), loss=loss,
+                             input_stats=stats)
   watcher = PreemptionWatcher()
   last: dict[str, Any] = {}
   preempted = False
   unchecked = None  # (step, metrics) of the step whose finite flag is not read yet
+  prefetch = DevicePrefetch(train_it, mesh, depth=config.get('device_prefetch', DEFAULT_DEPTH),
+                            limit=max(num_train_steps - start_step, 0))
   try:
     for step in range(start_step, num_train_steps):
-      batch = faults.inject(step, next(train_it), ckpt.wait_until_finished)
-      batch = mesh_lib.global_batch(batch, mesh)
+      batch, host = next(prefetch)
+      injected = faults.inject(step, host, ckpt.wait_until_finished)
+      if injected is not host:  # a test fault replaced the batch (NaN inputs)
+        batch = mesh_lib.global_batch(injected, mesh)
       if step == start_step:  # compile once; stop here if the step cannot fit
         train_step = train_step.lower(state, batch).compile()
         faults.check_memory(train_step, config.get('device_memory_bytes', -1))
@@ -219,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step == start_step:  # compiled and run once: rates start now
         jax.block_until_ready(metrics)
         writer.start_timer(done)
+        prefetch.take_wait_seconds()  # the first step's wait is start-up
       last_step = done == num_train_steps
       do_eval = last_step or (eval_every > 0 and done % eval_every == 0)
       if do_eval or last_step or done % log_every == 0:
@@ -239,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               after_batch=functools.partial(faults.signal_point, 'eval', done, workdir))
           line.update({f'eval_{k}': v for k, v in result.items() if k != 'num_examples'})
           eval_seconds = time.perf_counter() - t0
-        writer.write(done, line, eval_seconds)
+        writer.write(done, line, eval_seconds, prefetch.take_wait_seconds())
         last = {'step': done, **line}
         pending = {k: [] for k in pending}
       faults.signal_point('step', done, workdir)
@@ -252,8 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                             for k, vs in pending.items()},
                 'process_count': process_count, 'num_train_steps': num_train_steps,
                 'nonfinite': nonfinite.state()}
-        # No batch is drawn ahead, so the iterator's state is "after batch `done`".
-        _save(ckpt, save_failures, done, state, train_it.get_state(), meta)
+        # The iterator's state after batch `done` (not after the batches drawn ahead).
+        _save(ckpt, save_failures, done, state, prefetch.get_state(), meta)
         faults.signal_point('save', done, workdir)
         if last_step or preempted:  # no later interval to retry at
           _settle(ckpt, save_failures, final=True)

@@ -5,8 +5,15 @@ and ``train_top1`` (means over the steps since the previous line), ``learning_ra
 step's update), and ``eval_*`` when the step evaluated. It holds no wall-clock numbers, so a
 resumed run's file is byte-identical to an uninterrupted one: on resume, lines after the restored
 step are dropped (they are recomputed) and TensorBoard purges its later events (``purge_step``).
-Timing (steps/s, examples/s, ETA) goes to the console and TensorBoard only. Only process 0
-writes.
+Timing (steps/s, examples/s, ETA, ``data_wait_fraction``) goes to the console and TensorBoard
+only. Only process 0 writes.
+
+``data_wait_fraction``: the seconds the loop was blocked waiting for its next batch (in the data
+iterator's ``next``, :class:`bat_jax.data.prefetch.DevicePrefetch`) divided by the wall time of
+the interval since the previous line (evaluation excluded). When an interval other than the
+run's first (which includes starting the data workers and filling their buffers) is above
+:data:`DATA_WAIT_WARNING` (10%), the run logs one warning, once, suggesting more
+``data.num_workers`` or ``python -m bat_jax.data.prepare_videos``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, Mapping
 from absl import logging
 
 METRICS_FILE = 'metrics.jsonl'
+DATA_WAIT_WARNING = 0.1  # data_wait_fraction above which the run warns (once)
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
@@ -58,6 +66,8 @@ class MetricsWriter:
     self._tb = None
     self._last_time: float | None = None
     self._last_step = resume_step
+    self._timed_intervals = 0
+    self._warned_data_wait = False
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
@@ -74,9 +84,13 @@ class MetricsWriter:
     """Call when ``step`` is done (the first step of a run, compiled): rates exclude start-up."""
     self._last_time, self._last_step = time.perf_counter(), step
 
-  def write(self, step: int, scalars: Mapping[str, Any], excluded_seconds: float = 0.0) -> None:
+  def write(self, step: int, scalars: Mapping[str, Any], excluded_seconds: float = 0.0,
+            data_wait_seconds: float | None = None) -> dict[str, float]:
     """One line for ``step``: the JSONL record, TensorBoard scalars and a console line.
-    ``excluded_seconds`` (evaluation time) do not count in steps/s."""
+    ``excluded_seconds`` (evaluation time) do not count in steps/s; ``data_wait_seconds`` (time
+    blocked on the data iterator in the interval) gives ``data_wait_fraction``. Returns the
+    timing figures of the line (``steps_per_sec``, ``examples_per_sec``,
+    ``data_wait_fraction``; empty before the timer starts)."""
     scalars = {k: float(v) for k, v in scalars.items()}
     now = time.perf_counter()
     if self._last_time is not None:
@@ -86,6 +100,11 @@ class MetricsWriter:
       steps_per_sec = (step - self._last_step) / max(now - self._last_time, 1e-9)
       timing = {'steps_per_sec': steps_per_sec,
                 'examples_per_sec': steps_per_sec * self._global_batch_size}
+      if data_wait_seconds is not None:
+        timing['data_wait_fraction'] = min(data_wait_seconds / max(now - self._last_time, 1e-9),
+                                           1.0)
+        self._check_data_wait(step, timing['data_wait_fraction'])
+      self._timed_intervals += 1
       eta = (self._num_train_steps - step) / steps_per_sec
     else:
       eta = math.inf
@@ -95,15 +114,30 @@ class MetricsWriter:
     if timing:
       parts += [f"{timing['steps_per_sec']:.2f} steps/s",
                 f"{timing['examples_per_sec']:.1f} examples/s"]
+    if 'data_wait_fraction' in timing:
+      parts.append(f"data_wait_fraction {timing['data_wait_fraction']:.3f}")
     logging.info('step %d/%d: %s, ETA %s', step, self._num_train_steps, ', '.join(parts),
                  _fmt_duration(eta))
     if not self._enabled:
-      return
+      return timing
     self._file.write(json.dumps({'step': int(step), **scalars}) + '\n')
     self._file.flush()
     for k, v in {**scalars, **timing}.items():
       self._tb.add_scalar(k, v, step)
     self._tb.flush()
+    return timing
+
+  def _check_data_wait(self, step: int, fraction: float) -> None:
+    """The one warning of a run whose input pipeline cannot keep up (module docstring)."""
+    if self._warned_data_wait or self._timed_intervals == 0 or fraction <= DATA_WAIT_WARNING:
+      return
+    self._warned_data_wait = True
+    logging.warning(
+        'the input pipeline is too slow: the steps up to %d waited for data %.0f%% of the time '
+        '(data_wait_fraction %.2f > %.2f). Give it more CPU: raise config.data.num_workers, or '
+        're-encode the videos with short keyframe intervals (python -m '
+        'bat_jax.data.prepare_videos, docs/data.md). This warning is shown once.', step,
+        100 * fraction, fraction, DATA_WAIT_WARNING)
 
   def close(self) -> None:
     if self._enabled:

@@ -17,7 +17,8 @@ import optax
 from jax.sharding import Mesh
 
 from bat_jax.data import mesh as mesh_lib
-from bat_jax.evaluation.steps import example_loss, input_key, top_hits
+from bat_jax.data.normalization import InputStats
+from bat_jax.evaluation.steps import example_loss, model_input, top_hits
 from bat_jax.nn.xla_cpu import compiler_options
 from bat_jax.training.state import TrainState
 
@@ -33,7 +34,8 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Mesh,
-                    label_smoothing: float = 0.0, loss: str = 'softmax_cross_entropy'
+                    label_smoothing: float = 0.0, loss: str = 'softmax_cross_entropy', *,
+                    input_stats: InputStats | None = None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
   """``(state, batch) -> (state + 1 update, {'loss', 'top1', 'grad_norm', 'finite'})``; donates
   ``state``. ``loss``: ``config.loss`` (``evaluation.steps.LOSSES``); the batch mean of
@@ -43,10 +45,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
   ``finite`` is true when the loss, the gradient norm and every updated parameter are finite. A
   non-finite step applies no update: params, batch statistics and optimizer state come back
   unchanged (``step`` still advances: the batch was consumed), as PySlowFast's NaN-loss check
-  and ``optax.apply_if_finite`` do."""
+  and ``optax.apply_if_finite`` do. uint8 inputs are normalised on the device with
+  ``input_stats`` (``bat_jax.data.normalization.input_stats(config.data)``)."""
 
   def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-    x, labels = batch[input_key(batch)], batch['label']
+    x, labels = model_input(batch, input_stats), batch['label']
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
       logits, updates = model.apply(
