@@ -145,7 +145,8 @@ def _validate_init_from(config: ml_collections.ConfigDict) -> None:
     if is_video(config.model):
       raise ConfigError(
           f'config.init_from is empty, but {config.model.name} is a video model: the papers '
-          'initialise video models from ImageNet weights. Get them by training an ImageNet '
+          'initialise video models from ImageNet weights (the Charades and UCF-101 recipes from '
+          'a Kinetics run of the config docs/recipes.md names). Get them by training an ImageNet '
           'config here (configs/imagenet_r50*.py; docs/recipes.md says which one fits which '
           'video config) or by importing torchvision / the authors\' released ImageNet '
           'checkpoints with `python -m bat_jax.tools.import_torch`, then pass '
