@@ -16,9 +16,10 @@ snapped to it), the two scale indices at most ``max_distort`` apart, its corner 
 offsets, resized (bilinear) to ``crop x crop``; the same crop and flip for every frame
 (:func:`multiscale_crop_candidates`, :func:`multiscale_crop`).
 
-Clips leave these transforms as uint8 (T, crop, crop, 3) RGB (crop and flip are views of the
-decoded frames; collating the batch is the one copy); the recipe's mean / std are applied on the
-device inside the jitted steps (:mod:`bat_jax.data.normalization`).
+Clips leave these transforms as uint8 (T, crop, crop, 3) RGB (from videos, crop and flip are
+views of the decoded frames; frame stores and folders resize only the training crop's box while
+reading, :class:`bat_jax.data.decode.CropBox`; collating the batch is the one copy); the recipe's
+mean / std are applied on the device inside the jitted steps (:mod:`bat_jax.data.normalization`).
 
 Nothing here imports JAX: these functions run in grain worker processes.
 """
@@ -184,8 +185,9 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
   ``short_side_range[0]``, which must equal ``[1]``; :func:`multiscale_crop`). ``sampling``:
   ``'dense'`` (``num_frames`` x ``stride`` window) or ``'segments'`` (TSN, random frame per
   segment; ``stride`` unused). Frame stores and folders resize only the crop's box (one resize
-  from the source pixels; :mod:`bat_jax.data.decode`), videos the whole frame. ``start``: the dense window's first frame (an int, clamped to the
-  valid starts; Charades draws it to label the window) or None (uniformly random from ``rng``)."""
+  from the source pixels; :mod:`bat_jax.data.decode`), videos the whole frame. ``start``: the
+  dense window's first frame (an int, clamped to the valid starts; Charades draws it to label the
+  window) or None (uniformly random from ``rng``)."""
   lo, hi = int(short_side_range[0]), int(short_side_range[1])
   if lo < crop_size:
     raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
