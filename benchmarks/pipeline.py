@@ -33,7 +33,8 @@ and for 30-view evaluation the frames decoded per video and views/s, per view
 (:func:`bat_jax.data.video.eval_transform`) against one decode
 (:mod:`bat_jax.data.multiview`). The frame-store rows: the same source written as a frame store
 (``prepare_videos --format=frames``: short side 256 as the prepared video, JPEG quality 95), read
-by the same ``train_transform`` in the same rounds; clips/s against the prepared video's, the
+by the same ``train_transform`` in the same rounds (which resizes only each JPEG's crop box,
+:func:`store_breakdown`); clips/s against the prepared video's, the
 JPEG read + decode alone (no resize, crop or normalisation), and the disk size of both.
 """
 
@@ -249,8 +250,9 @@ def _train_without_skipping(path: str, rng: np.random.Generator) -> np.ndarray:
 
 def store_breakdown(path: str, rng: np.random.Generator) -> dict:
   """Seconds per stage of one frame-store training clip, mirroring ``train_transform`` on a
-  shard (:func:`bat_jax.data.decode.read_store`): open + read the 8 records, JPEG decode, resize
-  to the drawn short side (PIL bilinear), crop/flip (uint8 out, as ``train_transform``)."""
+  shard (:func:`bat_jax.data.decode.read_store` with a crop): open + read the 8 records and the
+  crop box drawn from the size in the JPEG header, JPEG decode, PIL resize of the crop box only
+  (to 224 x 224 from the source pixels), flip (uint8 out, as ``train_transform``)."""
   t = {}
   t0 = clock()
   short = int(rng.integers(256, 321))
@@ -259,18 +261,21 @@ def store_breakdown(path: str, rng: np.random.Generator) -> dict:
     start = int(rng.integers(0, shard.num_frames - window + 1))
     blobs = shard.read(list(D.clip_indices(shard.num_frames, TRAIN['num_frames'],
                                            TRAIN['stride'], start)))
+  images = [Image.open(io.BytesIO(b)) for b in blobs]  # headers only: nothing decoded yet
+  nh, nw = D.short_side_shape(images[0].height, images[0].width, short)
+  box = V.random_crop_box(nh, nw, TRAIN['crop_size'], rng)
+  sy, sx = images[0].height / nh, images[0].width / nw
+  src_box = (box.x * sx, box.y * sy, (box.x + box.width) * sx, (box.y + box.height) * sy)
   t1 = clock()
   t['open_read'] = t1 - t0
-  images = [Image.open(io.BytesIO(b)) for b in blobs]
   for im in images:
     im.load()
   t2 = clock()
   t['jpeg_decode'] = t2 - t1
-  nh, nw = D.short_side_shape(images[0].height, images[0].width, short)
-  frames = np.stack([np.asarray(im.resize((nw, nh), Image.BILINEAR)) for im in images])
+  clip = np.stack([np.asarray(im.resize((box.size, box.size), Image.BILINEAR, box=src_box))
+                   for im in images])
   t3 = clock()
   t['resize'] = t3 - t2
-  clip = V.random_crop(frames, TRAIN['crop_size'], rng)
   if rng.random() < 0.5:
     clip = V.horizontal_flip(clip)
   t['crop_flip'] = clock() - t3

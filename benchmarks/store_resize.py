@@ -3,10 +3,10 @@
     python benchmarks/store_resize.py [--rounds 60] [--json benchmarks/results/store_resize.json]
 
 The frame store's reader (:func:`bat_jax.data.decode.read_store`) decodes a clip's 8 JPEG records
-with PIL and resizes each frame to the clip's jittered short side (U[256, 320]:
-``bat_cvpr2020.md`` §4.1) with PIL's bilinear filter (``decode._load_image``). This script times
-the alternatives on two stores it writes as ``prepare_videos --format=frames`` does (swscale to the
-short side, PIL JPEG quality 95) from the noisy benchmark video of ``benchmarks/pipeline.py``:
+with PIL; without a crop (evaluation views) it resizes each whole frame to the short side with
+PIL's bilinear filter (``decode._load_image``). This script times, at the training jitter's
+short sides (U[256, 320]: ``bat_cvpr2020.md`` §4.1), the alternatives on two stores it writes
+as ``prepare_videos --format=frames`` does (swscale to the short side, PIL JPEG quality 95) from the noisy benchmark video of ``benchmarks/pipeline.py``:
 
 * 340 x 256 frames (short side 256, the ``--compare`` store): every jittered size is an upscale;
 * 426 x 320 frames (short side 320, ``prepare_videos``' default): every size is a downscale.
@@ -14,7 +14,7 @@ short side, PIL JPEG quality 95) from the noisy benchmark video of ``benchmarks/
 Alternatives (8 frames in, uint8 (8, h, w, 3) out):
 
 * ``decode_only``: PIL JPEG decode at the stored size (what every alternative pays at least);
-* ``pil``: the reader itself (``_load_image``: decode, ``resize(..., BILINEAR)``);
+* ``pil``: the reader without a crop (``_load_image``: decode, ``resize(..., BILINEAR)``);
 * ``pil_reducing_gap``: the same with ``reducing_gap=2`` (an integer ``reduce`` first when the
   size shrinks 2x or more);
 * ``pil_draft``: ``Image.draft('RGB', size)`` (libjpeg's DCT scaling by 1/2, 1/4, 1/8 when the
@@ -25,7 +25,8 @@ Alternatives (8 frames in, uint8 (8, h, w, 3) out):
   full-range yuv444p to RGB while resizing, in one pass as for the mp4s' yuv420p;
 * ``numpy_batched``: one separable bilinear resize of the 8 stacked frames in float32 numpy;
 * ``pil_crop_box``: PIL resizes only the 224 x 224 crop the clip keeps (``resize(box=...)``), the
-  crop drawn as ``random_crop`` draws it (not the shared transform's order: decode, then crop).
+  crop drawn as ``random_crop_box`` draws it: the reader's training path (``read_store`` with a
+  ``crop``).
 
 Timing: CPU time of the calling thread (``time.thread_time``: other jobs on a shared machine
 inflate it far less than wall time), interleaved rounds with a fresh short side per round; the

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from bat_jax.data import core, frame_store, kinetics, multiview, pipeline, prepare_videos
 from bat_jax.data import decode as D
@@ -206,19 +207,100 @@ def test_store_eval_clips_match_video_and_per_view(trees):
   assert small.shape == (5, 4, 48, 60, 3)
 
 
-def _bilinear_reference(frames: np.ndarray, out_hw) -> np.ndarray:
+def _bilinear_reference(frames: np.ndarray, out_hw, box=None) -> np.ndarray:
   """PIL's bilinear resampling from its definition, float64, per axis: output ``i`` of ``m`` from
-  ``n`` inputs is centred at ``c = (i + 1/2) n / m``; with ``f = max(n / m, 1)`` (the triangle
-  widened when shrinking: antialiasing) input ``j`` weighs ``max(0, 1 - |j + 1/2 - c| / f)``, the
-  weights over ``j`` in ``[0, n)`` normalised to sum 1."""
+  the source span ``[a, a + e)`` of ``n`` inputs (``box`` ``(y, x, height, width)`` in source
+  pixels; the whole frame by default) is centred at ``c = a + (i + 1/2) e / m``; with
+  ``f = max(e / m, 1)`` (the triangle widened when shrinking: antialiasing) input ``j`` weighs
+  ``max(0, 1 - |j + 1/2 - c| / f)``, the weights over ``j`` in ``[0, n)`` normalised to sum 1."""
   out = frames.astype(np.float64)
-  for axis, m in zip((1, 2), out_hw):
+  spans = ((0, out.shape[1]), (0, out.shape[2])) if box is None else ((box[0], box[2]),
+                                                                       (box[1], box[3]))
+  for axis, m, (a, e) in zip((1, 2), out_hw, spans):
     n = out.shape[axis]
-    f = max(n / m, 1.0)
-    c = (np.arange(m) + 0.5) * n / m
+    f = max(e / m, 1.0)
+    c = a + (np.arange(m) + 0.5) * e / m
     w = np.maximum(0.0, 1 - np.abs(np.arange(n)[None, :] + 0.5 - c[:, None]) / f)
     out = np.moveaxis(np.tensordot(w / w.sum(1, keepdims=True), out, axes=([1], [axis])), 0, axis)
   return out
+
+
+@pytest.fixture(scope='module')
+def sources(trees, tmp_path_factory):
+  """{'store': a shard of CODED0, 'folder': its frames as a frame folder (JPEG quality 95)}."""
+  src, dst, _ = trees
+  folder = str(tmp_path_factory.mktemp('fs_folder') / 'left000')
+  os.makedirs(folder)
+  for i, f in enumerate(D.decode_clip(os.path.join(src, CODED0), T_VIDEO, 1, 0)):
+    Image.fromarray(f).save(os.path.join(folder, f'{i + 1:05d}.jpg'), quality=95)
+  return {'store': _shard(dst, CODED0), 'folder': folder}
+
+
+def _recording(monkeypatch):
+  """Records every clip's frame indices and crop box (the draws of the transform under test)."""
+  log = {'indices': [], 'boxes': []}
+
+  def wrap(module, name, key):
+    fn = getattr(module, name)
+
+    def call(*args, **kwargs):
+      out = fn(*args, **kwargs)
+      log[key].append(out if key == 'boxes' else list(out))
+      return out
+
+    monkeypatch.setattr(module, name, call)
+
+  wrap(D, 'clip_indices', 'indices')
+  wrap(V, 'random_crop_box', 'boxes')
+  wrap(V, 'multiscale_crop_box', 'boxes')
+  return log
+
+
+@pytest.mark.parametrize('kind', ['store', 'folder'])
+@pytest.mark.parametrize('jitter,crop', [((72, 100), 64), ((40, 56), 40)])
+def test_train_clip_resizes_only_the_crop_box(sources, monkeypatch, kind, jitter, crop):
+  """A scale-jittered training clip of a frame store or folder (PIL resizes only the crop's box):
+  the frames, crop offsets and flips of the old composition (every frame resized, then
+  ``random_crop``, then the flip, from an rng seeded alike), within 2 levels (the filter taps at
+  the box's edges) and a mean under 0.5; enlarged (72-100 from 64) and shrunk (40-56)."""
+  path, log = sources[kind], _recording(monkeypatch)
+  for seed in range(6):
+    new_rng, old_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    new = V.train_transform(path, new_rng, num_frames=8, stride=4, crop_size=crop,
+                            short_side_range=jitter)
+    short = int(old_rng.integers(jitter[0], jitter[1] + 1))
+    old = V.random_crop(D.decode_clip(path, 8, 4, None, old_rng, short_side=short), crop,
+                        old_rng)
+    if old_rng.random() < 0.5:
+      old = V.horizontal_flip(old)
+    assert new_rng.random() == old_rng.random()  # the same number of draws
+    assert log['indices'][-2] == log['indices'][-1] and log['boxes'][-2] == log['boxes'][-1]
+    assert new.shape == old.shape == (8, crop, crop, 3) and new.dtype == np.uint8
+    diff = np.abs(new.astype(np.int64) - old)
+    assert diff.max() <= 2 and diff.mean() < 0.5
+  assert len({b for b in log['boxes']}) > 1  # the offsets vary with the seed
+
+
+@pytest.mark.parametrize('short_side', [48, 90])
+def test_multiscale_train_clip_is_one_resize_of_the_box(sources, monkeypatch, short_side):
+  """``multiscale_crop`` from a store: the crop (drawn as before, on the frames resized to the
+  short side) resized once from the stored pixels to ``crop x crop``: PIL's bilinear filter over
+  the box mapped to source pixels, within PIL's two 8-bit roundings."""
+  path, log = sources['store'], _recording(monkeypatch)
+  stored = D.decode_clip(path, T_VIDEO, 1, 0).astype(np.float64)
+  rh, rw = D.short_side_shape(H, W, short_side)
+  for seed in range(4):
+    rng = np.random.default_rng(seed)
+    clip = V.train_transform(path, rng, num_frames=4, stride=5, crop_size=40,
+                             short_side_range=(short_side, short_side), flip=False,
+                             augment='multiscale_crop')
+    b = log['boxes'][-1]
+    assert b in [D.CropBox(*c, 40) for c in V.multiscale_crop_candidates(rh, rw, 40)]
+    sy, sx = H / rh, W / rw
+    want = _bilinear_reference(stored[log['indices'][-1]], (40, 40),
+                               (b.y * sy, b.x * sx, b.height * sy, b.width * sx))
+    assert clip.shape == (4, 40, 40, 3)
+    assert np.abs(clip - want).max() <= 1 + 1e-9
 
 
 @pytest.mark.parametrize('short_side', [48, 80])

@@ -27,6 +27,14 @@ Frame stores: a ``path`` ending in ``.array_record`` is a shard of a frame store
 logic on its frame count, and only the JPEG records of the picked frames are read and decoded
 (:func:`read_store`); a damaged shard or record raises :class:`VideoDecodeError`.
 
+Crop first: :func:`decode_clip` and :func:`decode_segments` take ``crop``, a function of the
+resized frames' size that gives the :class:`CropBox` the clip keeps (a training crop; it may
+draw from an rng, and is called once per clip, after the frame indices are drawn). Frame stores
+and frame folders know the size from the image header before decoding, so PIL resizes only the
+box from the source pixels (one resize instead of resizing the whole frame, then cropping:
+``benchmarks/store_resize.py``, docs/performance.md); videos resize the whole frame while
+converting it (swscale) and then cut the box (:func:`apply_box`).
+
 The building blocks (:func:`open_video`, :func:`stream_info`, :func:`seek_decode`,
 :func:`decoded_frames`, :func:`decode_all`, :func:`to_rgb`, :func:`frame_files`,
 :func:`read_frames`, :func:`pick_start`) are public: :mod:`bat_jax.data.multiview` (one decode
@@ -38,6 +46,7 @@ Nothing here imports JAX: these functions run in grain worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 import fractions
 import io
 import os
@@ -51,6 +60,8 @@ from bat_jax.data import frame_store
 
 __all__ = [
     'VideoDecodeError',
+    'CropBox',
+    'apply_box',
     'write_video',
     'short_side_shape',
     'frame_shape',
@@ -83,6 +94,50 @@ class VideoDecodeError(Exception):
 
   def __reduce__(self):  # picklable across grain worker processes
     return (VideoDecodeError, (self.path, self.reason))
+
+
+@dataclasses.dataclass(frozen=True)
+class CropBox:
+  """Rows ``y:y + height`` and columns ``x:x + width`` of the frames resized to the clip's short
+  side, resized (bilinear) to ``size x size`` when the box is not that size already."""
+  y: int
+  x: int
+  height: int
+  width: int
+  size: int
+
+
+# (height, width) of the resized frames -> the box a clip keeps (see the module docstring)
+CropFn = Callable[[int, int], CropBox]
+
+
+def apply_box(frames: np.ndarray, box: CropBox) -> np.ndarray:
+  """The box of uint8 (T, H, W, C) frames: a view when it is ``size x size``, else each frame's
+  box resized with PIL (bilinear, as TSN's ``GroupMultiScaleCrop``)."""
+  frames = np.asarray(frames)
+  cut = frames[:, box.y:box.y + box.height, box.x:box.x + box.width]
+  if (box.height, box.width) == (box.size, box.size):
+    return cut
+  out = np.empty((frames.shape[0], box.size, box.size, frames.shape[3]), np.uint8)
+  for i, f in enumerate(cut):
+    out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize(
+        (box.size, box.size), Image.BILINEAR))
+  return out
+
+
+def _once(crop: CropFn) -> CropFn:
+  """``crop`` called on the first frame's size only (a clip's frames share one box and one rng
+  draw); a later frame whose size differs raises ``ValueError``."""
+  first = []
+
+  def call(height: int, width: int) -> CropBox:
+    if not first:
+      first.append(((height, width), crop(height, width)))
+    elif first[0][0] != (height, width):
+      raise ValueError('frames of different sizes')
+    return first[0][1]
+
+  return call
 
 
 # ----------------------------------------------------------------------------------------
@@ -352,34 +407,49 @@ def frame_files(folder: str) -> list[str]:
   return [os.path.join(folder, n) for n in sorted(names, key=_frame_key)]
 
 
-def _load_image(source, short_side: int | Sequence[int] | None) -> np.ndarray:
+def _load_image(source, short_side: int | Sequence[int] | None,
+                crop: CropFn | None = None) -> np.ndarray:
   """uint8 RGB (H, W, 3) of an image file or file object (PIL; bilinear resize to
   ``short_side``: a short side or an exact ``(H, W)``, :func:`frame_shape`; antialiased when
-  shrinking). Raises PIL's / the OS's errors.
+  shrinking). ``crop``: the box of the resized frame to keep (:class:`CropBox`), resized
+  straight from the source pixels (``Image.resize(box=...)``: the same sample positions as
+  resizing the whole frame and cropping, up to the filter taps at the box's edges), so only the
+  box is resized. Raises PIL's / the OS's errors.
 
   PIL's resize is the fastest of the resizes measured for a store clip's jittered short side
   (``benchmarks/store_resize.py``: swscale, a YCbCr decode + swscale, numpy, ``reducing_gap``,
-  ``draft``; docs/performance.md)."""
+  ``draft``, the crop box; docs/performance.md)."""
   with Image.open(source) as im:
     if im.mode != 'RGB':  # (convert would copy an RGB image)
       im = im.convert('RGB')
-    if short_side is not None:
-      nh, nw = frame_shape(im.height, im.width, short_side)
+    nh, nw = (im.height, im.width) if short_side is None else frame_shape(im.height, im.width,
+                                                                           short_side)
+    if crop is None:
       if (nh, nw) != (im.height, im.width):
         im = im.resize((nw, nh), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
+      return np.asarray(im, dtype=np.uint8)
+    b = crop(nh, nw)
+    if (nh, nw) == (im.height, im.width):
+      return apply_box(np.asarray(im, dtype=np.uint8)[None], b)[0]
+    sy, sx = im.height / nh, im.width / nw
+    return np.asarray(im.resize((b.size, b.size), Image.BILINEAR,
+                                box=(b.x * sx, b.y * sy, (b.x + b.width) * sx,
+                                     (b.y + b.height) * sy)), dtype=np.uint8)
 
 
 def read_frames(folder: str, files: Sequence[str], indices,
-                short_side: int | Sequence[int] | None) -> np.ndarray:
+                short_side: int | Sequence[int] | None,
+                crop: CropFn | None = None) -> np.ndarray:
   """Frames ``indices`` of a frame folder (PIL, RGB; bilinear resize to ``short_side``: a short
-  side or an exact ``(H, W)``, :func:`frame_shape`)."""
+  side or an exact ``(H, W)``, :func:`frame_shape`; only ``crop``'s box when given, see
+  :func:`_load_image`)."""
+  crop = None if crop is None else _once(crop)
   cache: dict[int, np.ndarray] = {}
   out = []
   for i in (int(i) for i in indices):
     if i not in cache:
       try:
-        cache[i] = _load_image(files[i], short_side)
+        cache[i] = _load_image(files[i], short_side, crop)
       except (OSError, ValueError, SyntaxError) as e:
         raise VideoDecodeError(folder, f'cannot read frame {files[i]} '
                                        f'({type(e).__name__}: {e})') from None
@@ -390,12 +460,15 @@ def read_frames(folder: str, files: Sequence[str], indices,
 
 
 def read_store(path: str, indices: Callable[[int], np.ndarray],
-               short_side: int | Sequence[int] | None) -> np.ndarray:
+               short_side: int | Sequence[int] | None,
+               crop: CropFn | None = None) -> np.ndarray:
   """Frames ``indices(n)`` of a frame-store shard of ``n`` frames (:mod:`bat_jax.data.
   frame_store`), uint8 RGB: only the JPEG records of the distinct wanted frames are read and
-  decoded (PIL; bilinear resize to ``short_side``, as :func:`read_frames`). A missing, damaged
-  or empty shard, or a record that is no image, raises :class:`VideoDecodeError`."""
+  decoded (PIL; bilinear resize to ``short_side``, only ``crop``'s box when given, as
+  :func:`read_frames`). A missing, damaged or empty shard, or a record that is no image, raises
+  :class:`VideoDecodeError`."""
   path = os.fspath(path)
+  crop = None if crop is None else _once(crop)
   if not os.path.exists(path):
     raise VideoDecodeError(path, 'file does not exist')
   try:
@@ -411,7 +484,7 @@ def read_store(path: str, indices: Callable[[int], np.ndarray],
   frames = {}
   for i in distinct:
     try:
-      frames[i] = _load_image(io.BytesIO(blobs[i]), short_side)
+      frames[i] = _load_image(io.BytesIO(blobs[i]), short_side, crop)
     except (OSError, ValueError, SyntaxError) as e:
       raise VideoDecodeError(path, f'cannot decode frame record {i} ({type(e).__name__}: {e})'
                              ) from None
@@ -422,17 +495,19 @@ def read_store(path: str, indices: Callable[[int], np.ndarray],
 
 def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames: int,
                     short_side: int | Sequence[int] | None,
-                    thread_type: str | None) -> np.ndarray:
-  """The frames ``indices(n)`` of a video of ``n`` frames (or of a frame folder), uint8 RGB.
+                    thread_type: str | None, crop: CropFn | None) -> np.ndarray:
+  """The frames ``indices(n)`` of a video of ``n`` frames (or of a frame folder or store), uint8
+  RGB, ``crop``'s box of them when given (stores and folders: resized box only; videos: the
+  whole frame resized by swscale, then :func:`apply_box`).
 
   Seeks when the header gives ``n >= min_frames`` and a frame rate; otherwise, or when seeking
   fails, decodes the whole video and calls ``indices`` with the number of frames that decoded.
   """
   if os.path.isdir(path):  # a folder of frame images (Something-Something V1)
     files = frame_files(path)
-    return read_frames(path, files, indices(len(files)), short_side)
+    return read_frames(path, files, indices(len(files)), short_side, crop)
   if frame_store.is_shard(path):  # a frame store's shard (prepare_videos --format=frames)
-    return read_store(path, indices, short_side)
+    return read_store(path, indices, short_side, crop)
   container = open_video(path)
   try:
     stream = container.streams.video[0]
@@ -460,7 +535,8 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
       arrays = [to_rgb(f, out_hw) for f in picked]
     except (av.FFmpegError, ValueError) as e:
       raise VideoDecodeError(path, f'frame conversion failed ({e})') from None
-    return np.stack(arrays)
+    frames = np.stack(arrays)
+    return frames if crop is None else apply_box(frames, crop(*frames.shape[1:3]))
   except VideoDecodeError:
     raise
   except (av.FFmpegError, OSError) as e:
@@ -472,7 +548,7 @@ def _decode_indices(path: str, indices: Callable[[int], np.ndarray], min_frames:
 def decode_clip(path, num_frames: int, stride: int, start=None,
                 rng: np.random.Generator | None = None, *,
                 short_side: int | Sequence[int] | None = None,
-                thread_type: str | None = None) -> np.ndarray:
+                thread_type: str | None = None, crop: CropFn | None = None) -> np.ndarray:
   """Decodes a clip of ``num_frames`` frames, ``stride`` frames apart, as uint8 (T, H, W, 3) RGB.
 
   Args:
@@ -491,6 +567,9 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
     thread_type: PyAV codec threading ('AUTO', 'SLICE', 'FRAME'; None = PyAV's default).
       'AUTO' (frame threading) gave no speed-up for 8-frame clips of 340x256 H.264 on 2 cores
       and starts one thread per core in every grain worker, so it is off by default.
+    crop: given the resized frames' (H, W), the :class:`CropBox` to keep (called once, after the
+      start is drawn); the clip is then (T, size, size, 3). Frame stores and folders resize only
+      the box (see the module docstring).
 
   A video with fewer than ``window`` frames loops: the clip starts at frame 0 and takes
   indices ``(i * stride) mod n`` (e.g. 3 frames, 8 x stride 1 -> 0 1 2 0 1 2 0 1).
@@ -513,7 +592,7 @@ def decode_clip(path, num_frames: int, stride: int, start=None,
   def indices(n: int) -> np.ndarray:
     return clip_indices(n, num_frames, stride, pick_start(spec, n - window, is_random))
 
-  return _decode_indices(path, indices, window, short_side, thread_type)
+  return _decode_indices(path, indices, window, short_side, thread_type, crop)
 
 
 def segment_offsets(num_frames: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -563,13 +642,14 @@ def segment_indices(num_video_frames: int, num_frames: int, offsets=None, *,
 def decode_segments(path, num_frames: int, rng: np.random.Generator | None = None, *,
                     train: bool, clip_index: int = 0, num_clips: int = 1,
                     short_side: int | Sequence[int] | None = None,
-                    thread_type: str | None = None) -> np.ndarray:
+                    thread_type: str | None = None, crop: CropFn | None = None) -> np.ndarray:
   """Decodes a TSN segment-sampled clip (:func:`segment_indices`) as uint8 (T, H, W, 3) RGB.
 
   ``train``: random offsets within the segments from ``rng``; otherwise the segment centres
   (clip ``clip_index`` of ``num_clips``). Seeks as :func:`decode_clip` when the header holds a
   frame count, else (or if the header was wrong) decodes everything and samples the frames that
-  decode. Raises :class:`VideoDecodeError` as :func:`decode_clip`.
+  decode. ``crop`` as :func:`decode_clip`. Raises :class:`VideoDecodeError` as
+  :func:`decode_clip`.
   """
   if num_frames < 1:
     raise ValueError(f'num_frames must be >= 1, got {num_frames}')
@@ -579,7 +659,7 @@ def decode_segments(path, num_frames: int, rng: np.random.Generator | None = Non
   def indices(n):
     return segment_indices(n, num_frames, offsets, clip_index=clip_index, num_clips=num_clips)
 
-  return _decode_indices(path, indices, 1, short_side, thread_type)
+  return _decode_indices(path, indices, 1, short_side, thread_type, crop)
 
 
 # ----------------------------------------------------------------------------------------

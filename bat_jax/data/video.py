@@ -16,9 +16,10 @@ snapped to it), the two scale indices at most ``max_distort`` apart, its corner 
 offsets, resized (bilinear) to ``crop x crop``; the same crop and flip for every frame
 (:func:`multiscale_crop_candidates`, :func:`multiscale_crop`).
 
-Clips leave these transforms as uint8 (T, crop, crop, 3) RGB (crop and flip are views of the
-decoded frames; collating the batch is the one copy); the recipe's mean / std are applied on the
-device inside the jitted steps (:mod:`bat_jax.data.normalization`).
+Clips leave these transforms as uint8 (T, crop, crop, 3) RGB (from videos, crop and flip are
+views of the decoded frames; frame stores and folders resize only the training crop's box while
+reading, :class:`bat_jax.data.decode.CropBox`; collating the batch is the one copy); the recipe's
+mean / std are applied on the device inside the jitted steps (:mod:`bat_jax.data.normalization`).
 
 Nothing here imports JAX: these functions run in grain worker processes.
 """
@@ -32,16 +33,19 @@ import numpy as np
 from PIL import Image
 
 from bat_jax.data import views
-from bat_jax.data.decode import decode_clip, decode_segments, short_side_shape
+from bat_jax.data.decode import (CropBox, apply_box, decode_clip, decode_segments,
+                                 short_side_shape)
 
 __all__ = [
     'SAMPLINGS',
     'resize_short_side',
+    'random_crop_box',
     'random_crop',
     'center_crop',
     'spatial_crop',
     'horizontal_flip',
     'multiscale_crop_candidates',
+    'multiscale_crop_box',
     'multiscale_crop',
     'TRAIN_AUGMENTS',
     'check_train_augment',
@@ -67,23 +71,28 @@ def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
-def _check_crop(frames, size):
-  h, w = frames.shape[1:3]
-  if h < size or w < size:
-    raise ValueError(f'crop {size} larger than the frames ({h}x{w})')
-  return h, w
+def _check_crop(height: int, width: int, size: int) -> None:
+  if height < size or width < size:
+    raise ValueError(f'crop {size} larger than the frames ({height}x{width})')
+
+
+def random_crop_box(height: int, width: int, size: int, rng: np.random.Generator) -> CropBox:
+  """A uniformly random ``size x size`` box of a ``height x width`` frame (``y``, then ``x``
+  drawn from ``rng``)."""
+  _check_crop(height, width, size)
+  y = int(rng.integers(0, height - size + 1))
+  x = int(rng.integers(0, width - size + 1))
+  return CropBox(y, x, size, size, size)
 
 
 def random_crop(frames: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-  """The same random ``size`` x ``size`` crop of every frame."""
-  h, w = _check_crop(frames, size)
-  y = int(rng.integers(0, h - size + 1))
-  x = int(rng.integers(0, w - size + 1))
-  return frames[:, y:y + size, x:x + size]
+  """The same random ``size`` x ``size`` crop of every frame (:func:`random_crop_box`)."""
+  return apply_box(frames, random_crop_box(*np.shape(frames)[1:3], size, rng))
 
 
 def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
-  h, w = _check_crop(frames, size)
+  h, w = frames.shape[1:3]
+  _check_crop(h, w, size)
   y, x = (h - size) // 2, (w - size) // 2
   return frames[:, y:y + size, x:x + size]
 
@@ -94,7 +103,7 @@ def spatial_crop(frames: np.ndarray, size: int, index: int, num_crops: int = 3) 
   ``num_crops == 1`` is the centre crop; 3 crops: left/top, centre, right/bottom along the long
   side; 10 crops: 4 corners + centre, then the same 5 flipped horizontally.
   """
-  _check_crop(frames, size)
+  _check_crop(*frames.shape[1:3], size)
   return views.apply_crop(frames, size, index, num_crops)
 
 
@@ -135,20 +144,24 @@ def multiscale_crop_candidates(height: int, width: int, crop_size: int,
   return out
 
 
+def multiscale_crop_box(height: int, width: int, crop_size: int, rng: np.random.Generator,
+                        scales: Sequence[float] = MULTISCALE_SCALES,
+                        max_distort: int = 1) -> CropBox:
+  """One of :func:`multiscale_crop_candidates` drawn uniformly from ``rng``, to be resized to
+  ``crop_size x crop_size``."""
+  candidates = multiscale_crop_candidates(height, width, crop_size, scales, max_distort)
+  y, x, h, w = candidates[int(rng.integers(len(candidates)))]
+  return CropBox(y, x, h, w, crop_size)
+
+
 def multiscale_crop(frames: np.ndarray, crop_size: int, rng: np.random.Generator,
                     scales: Sequence[float] = MULTISCALE_SCALES,
                     max_distort: int = 1) -> np.ndarray:
-  """One of :func:`multiscale_crop_candidates` drawn uniformly, the same for every frame,
-  resized (PIL bilinear, as TSN) to ``crop_size x crop_size``."""
+  """:func:`multiscale_crop_box`, the same for every frame, resized (PIL bilinear, as TSN) to
+  ``crop_size x crop_size``."""
   frames = np.asarray(frames)
-  _, height, width, _ = frames.shape
-  candidates = multiscale_crop_candidates(height, width, crop_size, scales, max_distort)
-  y, x, h, w = candidates[int(rng.integers(len(candidates)))]
-  out = np.empty((frames.shape[0], crop_size, crop_size, frames.shape[3]), np.uint8)
-  for i, f in enumerate(frames[:, y:y + h, x:x + w]):
-    out[i] = np.asarray(Image.fromarray(np.ascontiguousarray(f)).resize(
-        (crop_size, crop_size), Image.BILINEAR))
-  return out
+  return apply_box(frames, multiscale_crop_box(*frames.shape[1:3], crop_size, rng, scales,
+                                               max_distort))
 
 
 def check_train_augment(augment: str, short_side_range: Sequence[int]) -> None:
@@ -171,23 +184,28 @@ def train_transform(path, rng: np.random.Generator, *, num_frames: int, stride: 
   in the inclusive range, random ``crop x crop`` crop) or ``'multiscale_crop'`` (short side
   ``short_side_range[0]``, which must equal ``[1]``; :func:`multiscale_crop`). ``sampling``:
   ``'dense'`` (``num_frames`` x ``stride`` window) or ``'segments'`` (TSN, random frame per
-  segment; ``stride`` unused). ``start``: the dense window's first frame (an int, clamped to the
-  valid starts; Charades draws it to label the window) or None (uniformly random from ``rng``)."""
+  segment; ``stride`` unused). Frame stores and folders resize only the crop's box (one resize
+  from the source pixels; :mod:`bat_jax.data.decode`), videos the whole frame. ``start``: the
+  dense window's first frame (an int, clamped to the valid starts; Charades draws it to label the
+  window) or None (uniformly random from ``rng``)."""
   lo, hi = int(short_side_range[0]), int(short_side_range[1])
   if lo < crop_size:
     raise ValueError(f'short side {lo} smaller than the crop {crop_size}')
   check_train_augment(augment, (lo, hi))
   short = int(rng.integers(lo, hi + 1))
+  # The crop is drawn from the resized frames' size (after the start: the same draws in the same
+  # order for every source), so frame stores and folders resize only the box they keep.
+  box = multiscale_crop_box if augment == 'multiscale_crop' else random_crop_box
+
+  def crop(height: int, width: int) -> CropBox:
+    return box(height, width, crop_size, rng)
+
   if sampling == 'segments':
-    clip = decode_segments(path, num_frames, rng, train=True, short_side=short)
+    clip = decode_segments(path, num_frames, rng, train=True, short_side=short, crop=crop)
   elif sampling == 'dense':
-    clip = decode_clip(path, num_frames, stride, start, rng, short_side=short)
+    clip = decode_clip(path, num_frames, stride, start, rng, short_side=short, crop=crop)
   else:
     raise ValueError(f'sampling={sampling!r}; allowed: {list(SAMPLINGS)}')
-  if augment == 'multiscale_crop':
-    clip = multiscale_crop(clip, crop_size, rng)
-  else:
-    clip = random_crop(clip, crop_size, rng)
   if flip and rng.random() < 0.5:
     clip = horizontal_flip(clip)
   return clip
