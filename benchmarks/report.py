@@ -1,8 +1,8 @@
 r"""Writes ``benchmarks/RESULTS.md`` from the JSON that ``models.py``, ``blocks.py``, ``ops.py``,
-``precision.py``, ``pipeline.py --compare`` and ``store_resize.py`` wrote.
+``precision.py``, ``pipeline.py --compare``, ``store_resize.py`` and ``checkouts.py`` wrote.
 
     python benchmarks/report.py    # reads benchmarks/results/{models,blocks,ops,precision,
-                                   #   pipeline_compare,store_resize}.json
+                                   #   pipeline_compare,store_resize,checkouts}.json
 
 Every number in RESULTS.md comes from those files (no hand-copied figures): the machine, the
 target ratios with pass / miss marks, the model tables, and the block grid pivoted so that a row
@@ -228,7 +228,8 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
           precision: dict[str, Any] | None, path: str,
           peers: Sequence[dict[str, Any]] = (), ops: dict[str, Any] | None = None,
           pipeline_cmp: dict[str, Any] | None = None,
-          store_resize: dict[str, Any] | None = None) -> str:
+          store_resize: dict[str, Any] | None = None,
+          checkouts: dict[str, Any] | None = None) -> str:
   lines = ['# Benchmark results', '',
            'Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number '
            'below was measured by the commands named, on the machine named. Methods and findings: '
@@ -278,6 +279,16 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               'matrices and NL without subsampling; ours is block-based and NL pools keys and '
               'values (1, 2, 2), hence smaller counts where those terms dominate.', '',
               blocks_pivot(blocks, 'macs', '.3f'), '']
+  if checkouts:
+    import checkouts as checkouts_bench  # pylint: disable=g-import-not-at-top
+    a = checkouts['args']
+    lines += ['## Train step: two checkouts, alternating processes', '',
+              f"Machine: {machine_line(checkouts['machine'])}. Command: `python "
+              f"benchmarks/checkouts.py --old <checkout of {checkouts['old']}> --models "
+              f"{a['models']} --pairs {a['pairs']} --steps {a['steps']}` in the checkout of "
+              f"{checkouts['new']}. Each measurement is its own process (float32, the recipe's "
+              'train step, median of the steps); a pair is an old and a new process run back to '
+              'back.', '', checkouts_bench.table(checkouts['results']), '']
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
   return path
@@ -298,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument('--pipeline', default=os.path.join(common.RESULTS_DIR, 'pipeline_compare.json'))
   p.add_argument('--store-resize',
                  default=os.path.join(common.RESULTS_DIR, 'store_resize.json'))
+  p.add_argument('--checkouts', default=os.path.join(common.RESULTS_DIR, 'checkouts.json'))
   p.add_argument('--out', default=os.path.join(common.REPO, 'benchmarks', 'RESULTS.md'))
   a = p.parse_args(argv)
   models, blocks, precision = _load(a.models), _load(a.blocks), _load(a.precision)
@@ -306,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1
   peers = [p for p in (_load(f) for f in a.peers.split(',') if f) if p]
   out = write(models, blocks, precision, a.out, peers, _load(a.ops), _load(a.pipeline),
-              _load(a.store_resize))
+              _load(a.store_resize), _load(a.checkouts))
   print(f'wrote {out}')
   return 0
 

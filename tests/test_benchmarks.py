@@ -99,3 +99,12 @@ def test_ops_category_totals_weight_by_count_and_skip_what_the_step_does_not_run
   assert totals['3x3 / 7x7 conv dx']['jax_ms'] == 0.0  # the image's gradient is never needed
   total = totals['sum (all but the forward-only BatchNorm row)']
   assert (total['jax_ms'], total['torch_ms']) == (5.0 + 6.0 + 4.0, 4.0 + 3.0 + 8.0)
+
+
+def test_checkouts_ratio_is_per_pair_then_the_median():
+  """Pairs run back to back: a load change between pairs (pair 1 is 3x slower) cancels."""
+  import checkouts  # pylint: disable=g-import-not-at-top
+  got = checkouts.summary('r50', [1.0, 3.0, 1.0], [0.9, 3.3, 1.0])
+  assert [q['ratio'] for q in got['pairs']] == pytest.approx([0.9, 1.1, 1.0])
+  assert got['median_ratio'] == pytest.approx(1.0)
+  assert '| r50 | 1.000 | 1.000 | 0.900, 1.100, 1.000 | 1.000 |' in checkouts.table([got])

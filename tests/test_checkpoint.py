@@ -49,7 +49,7 @@ def test_reference_run_layout(reference):
   for step in (4, 8, 12):
     with open(os.path.join(reference, 'checkpoints', str(step), 'data',
                            'process_0-of-1.json')) as f:
-      assert json.load(f) == {'position': step}
+      assert json.load(f)['next_batch'] == step
 
 
 def test_sigkill_after_second_checkpoint_then_restart_is_bit_identical(tmp_path, reference,
@@ -90,7 +90,7 @@ def test_sigterm_saves_current_step_and_resumes(tmp_path, reference, cache_dir):
   saved = h.load_params(workdir, 6)
   assert int(saved['step']) == 6
   with open(os.path.join(workdir, 'checkpoints', '6', 'data', 'process_0-of-1.json')) as f:
-    assert json.load(f) == {'position': 6}
+    assert json.load(f)['next_batch'] == 6
   # Resuming from the preemption checkpoint still ends exactly where the reference does.
   h.run_ok(cmd, env)
   h.assert_same_state(reference, workdir, STEPS)

@@ -5,36 +5,39 @@ pattern (for clips it also drifts along the width at a class-dependent speed, so
 and every example is its class pattern plus Gaussian noise. It is used by the trainer tests (no
 video decoding) and by benchmarks (no input bottleneck).
 
-The interface is the one of ``bat_jax.data.pipeline``:
+It plugs into :mod:`bat_jax.data.core` like every data set (a record list and a per-example
+load): ``make_train_iterator(data_config, global_batch_size, process_index, process_count, seed)``
+yields ``{'video' | 'image': float32 (B_local, ...), 'label': int32 (B_local,)}`` forever,
+``make_eval_iterator(data_config, global_batch_size, process_index, process_count)`` the eval set
+once, padded to whole global batches with a boolean ``'mask'`` (False on padding); both are
+:class:`bat_jax.data.core.GrainIterator` (``get_state`` / ``set_state``, ``num_examples``).
 
-* ``make_train_iterator(data_config, global_batch_size, process_index, process_count, seed)``
-  yields ``{'video' | 'image': float32 (B_local, ...), 'label': int32 (B_local,)}`` forever;
-* ``make_eval_iterator(data_config, global_batch_size, process_index, process_count)`` yields the
-  eval set once, padded to whole global batches, with a boolean ``'mask'`` (False on padding);
-* both have ``get_state()`` / ``set_state(state)`` (a JSON-serialisable dict) and report the size
-  of their split as ``num_examples``.
-
-Sharding: the train stream is one global sequence of examples (a fresh permutation per epoch,
-epochs concatenated); global batch ``b`` is positions ``[b*B, (b+1)*B)`` and process ``i`` of
-``n`` generates only rows ``[i*B/n, (i+1)*B/n)`` of it. The global batch is therefore the same for
-any number of processes (that is what lets 2 processes x 2 devices match 1 process x 4 devices).
-The class patterns and the eval set are a function of ``data.seed`` only (the data set's
-identity); the train order and noise also depend on the training ``seed`` passed in.
+Order and sharding are the core's: epoch ``e`` is a permutation of the train examples drawn from
+``(seed, e)``, ``num_train_examples // G`` global batches of ``G`` per epoch, and process ``i`` of
+``n`` generates only rows ``[i G / n, (i + 1) G / n)`` of each global batch, so the global batch is
+the same for any number of processes (that is what lets 2 processes x 2 devices match 1 process x
+4 devices). Evaluation: :func:`bat_jax.data.core.eval_assignment` with one view. An example is a
+function of ``(data.seed, seed, split, index, epoch)``: the class patterns and the eval set depend
+on ``data.seed`` only (the data set's identity), the train noise also on the training ``seed``.
 
 Fields of ``config.data`` (see ``get_config``): ``num_classes``, ``num_frames`` (0: images
 ``(H, W, 3)``, else clips ``(T, H, W, 3)``), ``crop_size``, ``num_train_examples``,
-``num_eval_examples``, ``noise``, and ``trace_dir`` (tests only: when set, each process appends the
-example indices it generates to ``trace_dir/reads_process{i}.jsonl``).
+``num_eval_examples``, ``noise``, ``seed``, ``num_workers`` (grain worker processes; 0, the
+default, generates in the main process), ``num_threads`` and ``trace_dir`` (tests only: when set,
+each process appends the example indices of every batch it yields to
+``trace_dir/reads_process{i}.jsonl``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import ml_collections
 import numpy as np
+
+from bat_jax.data import core
 
 _TRAIN, _EVAL = 0, 1
 
@@ -50,6 +53,8 @@ def get_config(**overrides: Any) -> ml_collections.ConfigDict:
       num_eval_examples=100,
       noise=1.0,
       seed=0,  # the data set's identity: class patterns and eval examples
+      num_workers=0,  # grain worker processes (0: in the main process)
+      num_threads=2,  # grain read threads per worker
       trace_dir='',
   ))
   cfg.update(overrides)
@@ -93,102 +98,101 @@ def _class_patterns(num_classes: int, shape: tuple[int, ...], seed: int) -> np.n
                    for c in range(num_classes)])
 
 
-class _Iterator:
-  """Shared parts: per-process rows of each global batch, JSON state, optional read trace."""
+class _TrainLoad:
+  """Training element ``(epoch, position, record)`` -> the record's example with that epoch's
+  noise (``trace``: also its ``'_index'``)."""
 
-  def __init__(self, spec: _Spec, global_batch_size: int, process_index: int,
-               process_count: int, trace_dir: str):
-    if global_batch_size % process_count:
-      raise ValueError(f'global_batch_size={global_batch_size} is not divisible by the '
-                       f'{process_count} processes')
-    self._spec = spec
-    self._global_batch = global_batch_size
-    self._local_batch = global_batch_size // process_count
-    self._process_index = process_index
-    self._position = 0  # global batches consumed
-    self._trace = (os.path.join(trace_dir, f'reads_process{process_index}.jsonl')
-                   if trace_dir else None)
+  def __init__(self, spec: _Spec, seed: int, trace: bool):
+    self.spec, self.seed, self.trace = spec, seed, trace
 
-  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-    return self
-
-  def _rows(self) -> range:
-    start = self._position * self._global_batch + self._process_index * self._local_batch
-    return range(start, start + self._local_batch)
-
-  def _record(self, split: str, indices: list[int]) -> None:
-    if self._trace:
-      with open(self._trace, 'a') as f:
-        f.write(json.dumps({'split': split, 'batch': self._position, 'indices': indices}) + '\n')
-
-  def get_state(self) -> dict[str, Any]:
-    return {'position': self._position}
-
-  def set_state(self, state: Mapping[str, Any]) -> None:
-    self._position = int(state['position'])
+  def __call__(self, item: tuple[int, int, int]) -> dict[str, Any]:
+    epoch, _, record = item
+    x, y = self.spec.example(self.seed, _TRAIN, record, epoch)
+    out = {self.spec.key: x, 'label': np.int32(y)}
+    if self.trace:
+      out['_index'] = np.int64(record)
+    return out
 
 
-class SyntheticTrainIterator(_Iterator):
-  """The endless train stream; a new permutation of the train set every epoch."""
+class _EvalLoad:
+  """Evaluation element ``(record or -1, view)`` -> the example (zeros, ``mask`` False, on
+  padding)."""
 
-  def __init__(self, spec: _Spec, seed: int, *args: Any):
-    super().__init__(spec, *args)
-    self.num_examples = spec.num_train
-    self._seed = int(seed)
-    self._perms: dict[int, np.ndarray] = {}
+  def __init__(self, spec: _Spec, trace: bool):
+    self.spec, self.trace = spec, trace
 
-  def _perm(self, epoch: int) -> np.ndarray:
-    if epoch not in self._perms:
-      self._perms = {epoch: np.random.default_rng([self._spec.data_seed, self._seed, _TRAIN, epoch, 0x5EED])
-                     .permutation(self._spec.num_train)}
-    return self._perms[epoch]
+  def __call__(self, item: np.ndarray) -> dict[str, Any]:
+    record = int(item[0])
+    x, y = self.spec.example(0, _EVAL, max(record, 0), 0)
+    out = {self.spec.key: x if record >= 0 else np.zeros_like(x),
+           'label': np.int32(y if record >= 0 else 0), 'mask': np.bool_(record >= 0)}
+    if self.trace:
+      out['_index'] = np.int64(record)
+    return out
+
+
+class _TracedIterator(core.GrainIterator):
+  """Tests only: appends each batch's example indices (padding excluded) to
+  ``trace_dir/reads_process{i}.jsonl`` as ``{'split', 'batch', 'indices'}``."""
+
+  def __init__(self, batches: Any, *, trace: str, **kwargs: Any):
+    super().__init__(batches, **kwargs)
+    self._trace = trace
 
   def __next__(self) -> dict[str, np.ndarray]:
-    xs, labels, indices = [], [], []
-    for p in self._rows():
-      epoch, k = divmod(p, self._spec.num_train)
-      index = int(self._perm(epoch)[k])
-      x, y = self._spec.example(self._seed, _TRAIN, index, epoch)
-      xs.append(x)
-      labels.append(y)
-      indices.append(index)
-    self._record('train', indices)
-    self._position += 1
-    return {self._spec.key: np.stack(xs), 'label': np.asarray(labels, np.int32)}
+    batch = super().__next__()
+    indices = [int(i) for i in batch.pop('_index') if i >= 0]
+    with open(self._trace, 'a') as f:
+      f.write(json.dumps({'split': self._split, 'batch': self._next - 1,
+                          'indices': indices}) + '\n')
+    return batch
 
 
-class SyntheticEvalIterator(_Iterator):
-  """The eval set once, in order, padded to whole global batches (``mask`` False on padding)."""
+def _iterator(data_config: Mapping[str, Any], batches: Any, process_index: int,
+              **kwargs: Any) -> core.GrainIterator:
+  """A ``GrainIterator`` over ``batches`` (traced when ``data.trace_dir`` is set)."""
+  num_workers, num_threads = core.worker_counts(data_config)
+  trace_dir = str(core.config_get(data_config, 'trace_dir', ''))
+  if not trace_dir:
+    return core.GrainIterator(batches, num_workers=num_workers, num_threads=num_threads, **kwargs)
+  trace = os.path.join(trace_dir, f'reads_process{process_index}.jsonl')
+  return _TracedIterator(batches, trace=trace, num_workers=num_workers, num_threads=num_threads,
+                         **kwargs)
 
-  def __init__(self, spec: _Spec, *args: Any):
-    super().__init__(spec, *args)
-    self.num_examples = spec.num_eval
-    self.num_batches = -(-spec.num_eval // self._global_batch)
 
-  def __next__(self) -> dict[str, np.ndarray]:
-    if self._position >= self.num_batches:
-      raise StopIteration
-    xs, labels, mask = [], [], []
-    for p in self._rows():
-      valid = p < self._spec.num_eval
-      x, y = self._spec.example(0, _EVAL, p if valid else 0, 0)
-      xs.append(x if valid else np.zeros_like(x))
-      labels.append(y if valid else 0)
-      mask.append(valid)
-    self._record('eval', [p for p, m in zip(self._rows(), mask) if m])
-    self._position += 1
-    return {self._spec.key: np.stack(xs), 'label': np.asarray(labels, np.int32),
-            'mask': np.asarray(mask, bool)}
+def _fingerprint(spec: _Spec, kind: str, global_batch_size: int, process_index: int,
+                 process_count: int, **extra: Any) -> dict[str, Any]:
+  return {'kind': kind, 'name': 'synthetic', 'data_seed': spec.data_seed,
+          'num_records': spec.num_train if kind == 'train' else spec.num_eval,
+          'global_batch_size': global_batch_size, 'process_index': process_index,
+          'process_count': process_count, **extra}
 
 
 def make_train_iterator(data_config: Mapping[str, Any], global_batch_size: int,
                         process_index: int, process_count: int,
-                        seed: int) -> SyntheticTrainIterator:
-  return SyntheticTrainIterator(_Spec(data_config), seed, global_batch_size, process_index,
-                                process_count, str(data_config.get('trace_dir', '') or ''))
+                        seed: int) -> core.GrainIterator:
+  """The endless train stream of this process (order and sharding: :mod:`bat_jax.data.core`)."""
+  spec = _Spec(data_config)
+  index = core.train_source(spec.num_train, global_batch_size, process_index, process_count,
+                            seed, None)
+  trace = bool(core.config_get(data_config, 'trace_dir', ''))
+  batches = core.train_batches(_TrainLoad(spec, int(seed), trace), index)
+  return _iterator(data_config, batches, process_index, num_batches=None, split='train',
+                   fingerprint=_fingerprint(spec, 'train', global_batch_size, process_index,
+                                            process_count, seed=int(seed)),
+                   info={'num_examples': spec.num_train, 'steps_per_epoch': index.steps,
+                         'per_process_batch_size': index.b})
 
 
 def make_eval_iterator(data_config: Mapping[str, Any], global_batch_size: int,
-                       process_index: int, process_count: int) -> SyntheticEvalIterator:
-  return SyntheticEvalIterator(_Spec(data_config), global_batch_size, process_index,
-                               process_count, str(data_config.get('trace_dir', '') or ''))
+                       process_index: int, process_count: int) -> core.GrainIterator:
+  """The eval set once, padded to whole global batches (``mask`` False on padding)."""
+  spec = _Spec(data_config)
+  b = core.process_batch_size(global_batch_size, process_count)
+  rows, num_batches = core.eval_assignment(spec.num_eval, 1, b, process_index, process_count)
+  trace = bool(core.config_get(data_config, 'trace_dir', ''))
+  batches = core.eval_batches(_EvalLoad(spec, trace), rows, b)
+  return _iterator(data_config, batches, process_index, num_batches=num_batches, split='eval',
+                   fingerprint=_fingerprint(spec, 'eval', global_batch_size, process_index,
+                                            process_count),
+                   info={'num_examples': spec.num_eval, 'per_process_batch_size': b})

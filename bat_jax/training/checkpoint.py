@@ -118,20 +118,24 @@ class TreeDiff:
 
   def describe(self) -> str:
     """One line per name (parameters before batch statistics), at most 20 per kind."""
-    def listed(names: list[str]) -> str:
-      more = ([f'... and {len(names) - _MAX_LISTED} more'] if len(names) > _MAX_LISTED else [])
-      return ''.join(f'\n    {n}' for n in names[:_MAX_LISTED] + more)
-    lines = []
-    if self.missing:
-      lines.append(f'  in the model but not in the checkpoint ({len(self.missing)}):'
-                   f'{listed(self.missing)}')
-    if self.unexpected:
-      lines.append(f'  in the checkpoint but not in the model ({len(self.unexpected)}):'
-                   f'{listed(self.unexpected)}')
-    if self.mismatched:
-      lines.append(f'  shape differs ({len(self.mismatched)}):' + listed(
-          [f'{n} checkpoint {c} vs model {m}' for n, c, m in self.mismatched]))
-    return '\n'.join(lines)
+    return '\n'.join(name_sections([
+        ('in the model but not in the checkpoint', self.missing),
+        ('in the checkpoint but not in the model', self.unexpected),
+        ('shape differs', [f'{n} checkpoint {c} vs model {m}' for n, c, m in self.mismatched]),
+    ]))
+
+
+def name_list(header: str, names: Sequence[str], limit: int = _MAX_LISTED) -> str:
+  """``header`` then one indented line per name, at most ``limit`` (then ``... and K more``)."""
+  more = [f'... and {len(names) - limit} more'] if len(names) > limit else []
+  return header + ''.join(f'\n    {n}' for n in list(names[:limit]) + more)
+
+
+def name_sections(sections: Sequence[tuple[str, Sequence[str]]],
+                  limit: int = _MAX_LISTED) -> list[str]:
+  """``'  title (N):'`` and its names (:func:`name_list`) for each non-empty ``(title, names)``."""
+  return [name_list(f'  {title} ({len(names)}):', names, limit) for title, names in sections
+          if names]
 
 
 def _order(name: str) -> tuple[bool, str]:

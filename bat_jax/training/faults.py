@@ -22,11 +22,13 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import time
 from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
 from absl import logging
+from jax._src import distributed  # the key-value store of jax.distributed (no public handle)
 
 NONFINITE_EXIT_CODE = 3
 SAVE_FAILED_EXIT_CODE = 4
@@ -36,6 +38,8 @@ _WORKER_DIED = 'Worker process was terminated unexpectedly'  # grain's message
 # How a collective that lost its peer fails: gloo (CPU), NCCL, the coordination service.
 _PEER_LOST_MARKERS = ('Gloo', 'Connection reset', 'Connection closed', 'NCCL', 'UNAVAILABLE',
                       'heartbeat')
+ANSWER_KEY = 'bat_jax/answered_after_peer_lost'  # jax.distributed key-value store directory
+ANSWER_WAIT_S = 5.0  # how long survivors wait for each other's answer (silent_processes)
 _NAN_ENV = 'BAT_JAX_TEST_NAN_FROM_STEP'
 _FSIZE_ENV = 'BAT_JAX_TEST_FSIZE_AT_STEP'
 _SIGNAL_ENV = 'BAT_JAX_TEST_SIGNAL_AT'
@@ -144,15 +148,40 @@ class SaveFailures:
           f'disk space in the workdir and run the same command: it resumes from {last_good}.')
 
 
-def peer_lost_message(error: BaseException) -> str | None:
+def silent_processes(client: Any, process_index: int, process_count: int,
+                     wait_s: float = ANSWER_WAIT_S) -> list[int]:
+  """After a collective failed: the indices of the processes that did not answer within
+  ``wait_s`` seconds. Every survivor sets ``ANSWER_KEY/<its index>`` in jax.distributed's
+  key-value store (``client``, held by the coordination service in process 0) and reads the
+  others' keys; when the store itself cannot be reached, process 0 is the silent one."""
+  try:
+    client.key_value_set(f'{ANSWER_KEY}/{process_index}', '1', allow_overwrite=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+      answered = {int(key.rsplit('/', 1)[1]) for key, _ in client.key_value_dir_get(ANSWER_KEY)}
+      silent = [i for i in range(process_count) if i not in answered]
+      if not silent or time.monotonic() >= deadline:
+        return silent
+      time.sleep(0.1)
+  except Exception:  # pylint: disable=broad-except  # the coordinator's store is gone
+    return [0]
+
+
+def peer_lost_message(error: BaseException, wait_s: float = ANSWER_WAIT_S) -> str | None:
   """For a multi-process run, the message ``train.py`` prints when ``error`` says a collective
-  lost another process (it died, or its host did); None otherwise."""
+  lost another process (it died, or its host did), naming the processes that stopped responding
+  (:func:`silent_processes`); None otherwise."""
   text = ' '.join(str(error).split())
   if jax.process_count() == 1 or not any(m in text for m in _PEER_LOST_MARKERS):
     return None
-  return (f'process {jax.process_index()} of {jax.process_count()} lost contact with another '
-          f'process of this run ({text[:300]}): that process or its host died. Checkpoints are '
-          'intact: restart every process with the same command to resume from the newest one.')
+  me, count = jax.process_index(), jax.process_count()
+  silent = silent_processes(distributed.global_state.client, me, count, wait_s)
+  who = (f'process {", ".join(map(str, silent))} stopped responding' if silent else
+         'every process answered after the failure')
+  return (f'process {me} of {count} lost contact with another process of this run: {who} '
+          f'(no answer within {wait_s:g} s after the failed collective: {text[:300]}); that '
+          'process or its host died. Checkpoints are intact: restart every process with the same '
+          'command to resume from the newest one.')
 
 
 def device_memory_bytes() -> tuple[int | None, str]:

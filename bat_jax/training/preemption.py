@@ -48,9 +48,9 @@ class PreemptionWatcher:
 
 def maybe_pause(step: int, workdir: str, ckpt: Checkpointer, watcher: PreemptionWatcher) -> None:
   """Tests only: with ``BAT_JAX_TEST_PAUSE_AT_STEP=k``, after step k is logged and earlier
-  checkpoints are on disk, write ``WORKDIR/paused_at_k`` and wait (until SIGTERM or a kill). A
-  second run over the same workdir (the marker exists) does not pause, so a test can restart
-  with the identical command."""
+  checkpoints are on disk, write ``WORKDIR/paused_at_k`` and wait (until SIGTERM, a kill, or a
+  file ``WORKDIR/resume_at_k``, which lets the run go on). A second run over the same workdir
+  (the marker exists) does not pause, so a test can restart with the identical command."""
   if os.environ.get(_PAUSE_ENV) != str(step) or jax.process_count() > 1:
     return
   marker = os.path.join(workdir, f'paused_at_{step}')
@@ -59,5 +59,6 @@ def maybe_pause(step: int, workdir: str, ckpt: Checkpointer, watcher: Preemption
   ckpt.wait_until_finished()
   with open(marker, 'w') as f:
     f.write(str(os.getpid()))
-  while not watcher.signalled:
+  resume = os.path.join(workdir, f'resume_at_{step}')
+  while not watcher.signalled and not os.path.exists(resume):
     time.sleep(0.02)

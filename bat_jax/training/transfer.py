@@ -48,8 +48,8 @@ from etils import epath
 
 from bat_jax.models.registry import is_video
 from bat_jax.training.checkpoint import (CheckpointMismatchError, flat_shapes, leaf_name,
-                                         partial_restore, resolve_state_dir, tree_metadata,
-                                         variables_only)
+                                         name_list, name_sections, partial_restore,
+                                         resolve_state_dir, tree_metadata, variables_only)
 from bat_jax.training.state import TrainState
 
 Shape = tuple[int, ...]
@@ -130,31 +130,20 @@ class TransferPlan:
     return not (self.missing or self.unexpected or self.mismatched)
 
   def describe(self, limit: int = 20) -> str:
-    def listed(names: list[str]) -> str:
-      more = [f'... and {len(names) - limit} more'] if len(names) > limit else []
-      return ''.join(f'\n    {n}' for n in names[:limit] + more)
     lines = [f'  loaded: {len(self.load) + len(self.inflate)} arrays'
              + (f' ({len(self.inflate)} inflated 2-D -> 3-D)' if self.inflate else '')]
     if self.inflate:
-      lines.append('  inflated (repeated along time / t):' + listed(
-          [f'{n} t={t}' for n, t in sorted(self.inflate.items())]))
-    if self.new:
-      lines.append(f'  new in the 3-D model, kept at init ({len(self.new)}):{listed(self.new)}')
-    if self.reinit:
-      lines.append(f'  classifier re-initialised ({len(self.reinit)}):{listed(self.reinit)}')
-    if self.ignored:
-      lines.append(f'  kept at init by init_from_ignore ({len(self.ignored)}):'
-                   f'{listed(self.ignored)}')
-    if self.missing:
-      lines.append(f'  missing: in the model but not in the checkpoint ({len(self.missing)}):'
-                   f'{listed(self.missing)}')
-    if self.unexpected:
-      lines.append(f'  unexpected: in the checkpoint but not in the model '
-                   f'({len(self.unexpected)}):{listed(self.unexpected)}')
-    if self.mismatched:
-      lines.append(f'  shape mismatched ({len(self.mismatched)}):' + listed(
-          [f'{n} checkpoint {s} vs model {t}' + (f'  [{h}]' if h else '')
-           for n, s, t, h in self.mismatched]))
+      lines.append(name_list('  inflated (repeated along time / t):',
+                             [f'{n} t={t}' for n, t in sorted(self.inflate.items())], limit))
+    lines += name_sections([
+        ('new in the 3-D model, kept at init', self.new),
+        ('classifier re-initialised', self.reinit),
+        ('kept at init by init_from_ignore', self.ignored),
+        ('missing: in the model but not in the checkpoint', self.missing),
+        ('unexpected: in the checkpoint but not in the model', self.unexpected),
+        ('shape mismatched', [f'{n} checkpoint {s} vs model {t}' + (f'  [{h}]' if h else '')
+                              for n, s, t, h in self.mismatched]),
+    ], limit)
     return '\n'.join(lines)
 
   def as_dict(self) -> dict[str, Any]:
