@@ -50,7 +50,7 @@ $(PEER_STAMP): benchmarks/requirements-peer.txt
 venv-bench-peer: $(PEER_STAMP)
 
 test: $(VENV_STAMP) $(TORCH_STAMP)
-	BAT_JAX_TORCH_PYTHON=$(CURDIR)/$(TORCH_PY) $(PY) -m pytest -q -n $(JOBS) --durations=25 tests
+	BAT_JAX_TORCH_PYTHON=$(CURDIR)/$(TORCH_PY) $(PY) -m pytest -q -n $(JOBS) --dist worksteal --durations=25 tests
 
 clean:
 	rm -rf workdirs data
