@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 DEMO_DIR ?= workdirs/demo
 DATA_DIR ?= data/toy_video
-JOBS ?= 2
+JOBS ?= 3  # pytest-xdist workers: one more than the 2 CI cores, to fill the time tests wait on subprocesses
 
 .PHONY: demo test venv venv-torch venv-bench-peer clean
 
