@@ -21,15 +21,13 @@ Kinetics does; the iterators carry them as ``missing``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable, Iterable, Sequence
 
 from bat_jax.data import core, pipeline
 from bat_jax.data.core import config_get
 
-__all__ = ['Split', 'find_file', 'split_present', 'entry_points', 'check_labels',
-           'read_json']
+__all__ = ['Split', 'split_present', 'entry_points']
 
 
 @dataclasses.dataclass
@@ -48,24 +46,6 @@ class Split:
 
   def __len__(self) -> int:
     return len(self.records)
-
-
-def find_file(root: str, name: str) -> str:
-  """``root/<name>`` or ``root/annotations/<name>``; ``FileNotFoundError`` naming both."""
-  for d in (root, os.path.join(root, 'annotations')):
-    p = os.path.join(d, name)
-    if os.path.isfile(p):
-      return p
-  raise FileNotFoundError(f'{name} not found under {root!r} (or its annotations/)')
-
-
-def read_json(path: str):
-  """The JSON value in ``path``; ``ValueError`` naming the file when it is not JSON."""
-  with open(path, encoding='utf-8') as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f'{path}: not valid JSON ({e})') from None
 
 
 def split_present(listed: Iterable[tuple[str, int]]
@@ -90,11 +70,11 @@ def _split(load: Load, data_config, key: str, default: str) -> Split:
   return sp
 
 
-def entry_points(load: Load, dataset: str) -> tuple[Callable[..., core.GrainIterator],
-                                                    Callable[..., core.GrainIterator]]:
+def entry_points(load: Load, dataset: str, eval_split: str = 'val'
+                 ) -> tuple[Callable[..., core.GrainIterator], Callable[..., core.GrainIterator]]:
   """``(make_train_iterator, make_eval_iterator)`` of the data set whose ``load(data_config,
   split)`` lists the records of a split (``data.train_split``, default 'train';
-  ``data.eval_split``, default 'val')."""
+  ``data.eval_split``, default ``eval_split``)."""
 
   def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
                           process_count: int = 1, seed: int = 0, *,
@@ -110,7 +90,7 @@ def entry_points(load: Load, dataset: str) -> tuple[Callable[..., core.GrainIter
                          process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
                          crop_size: int | None = None,
                          frame_size: Sequence[int] | None = None) -> core.GrainIterator:
-    sp = _split(load, data_config, 'eval_split', 'val')
+    sp = _split(load, data_config, 'eval_split', eval_split)
     it = pipeline.make_eval_iterator(data_config, global_batch_size, process_index,
                                      process_count, num_clips=num_clips, num_crops=num_crops,
                                      crop_size=crop_size, frame_size=frame_size,
@@ -124,10 +104,3 @@ def entry_points(load: Load, dataset: str) -> tuple[Callable[..., core.GrainIter
   make_eval_iterator.__doc__ = (
       f':func:`bat_jax.data.pipeline.make_eval_iterator` on the {dataset} records.')
   return make_train_iterator, make_eval_iterator
-
-
-def check_labels(labels: Sequence[int], num_classes: int, where: str) -> None:
-  """``ValueError`` naming ``where`` when a label is outside ``[0, num_classes)``."""
-  bad = [l for l in labels if not 0 <= int(l) < num_classes]
-  if bad:
-    raise ValueError(f'{where}: label {bad[0]} outside [0, {num_classes})')

@@ -50,12 +50,12 @@ from typing import Sequence
 
 import numpy as np
 
-from bat_jax.data import core, decode, pipeline
+from bat_jax.data import annotation_files, core, decode, pipeline
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
 
 __all__ = ['NUM_CLASSES', 'FRAMES_FPS', 'VIDEO_DIRS', 'Action', 'Split', 'read_classes',
-           'read_annotations', 'find_file', 'load_split', 'multi_hot', 'window_label',
+           'read_annotations', 'load_split', 'multi_hot', 'window_label',
            'video_length', 'WindowLabels', 'make_train_iterator', 'make_eval_iterator',
            'broken_files', 'reset_broken_files']
 
@@ -98,27 +98,14 @@ class Split:
             for p, acts in zip(self.paths, self.actions)]
 
 
-def find_file(root: str, name: str) -> str:
-  """``root/<name>`` or ``root/Charades/<name>``."""
-  for d in (root, os.path.join(root, 'Charades')):
-    p = os.path.join(d, name)
-    if os.path.isfile(p):
-      return p
-  raise FileNotFoundError(f'{name} not found under {root!r} (or Charades/)')
-
-
 def read_classes(path: str) -> list[str]:
   """Class names of ``Charades_v1_classes.txt`` (``c### name`` lines, codes c000, c001, ...)."""
   names = []
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      line = line.strip()
-      if not line:
-        continue
-      code, _, name = line.partition(' ')
-      if code != f'c{len(names):03d}' or not name.strip():
-        raise ValueError(f'{path}:{n}: expected "c{len(names):03d} <name>", got {line!r}')
-      names.append(name.strip())
+  for n, line in annotation_files.text_lines(path):
+    code, _, name = line.partition(' ')
+    if code != f'c{len(names):03d}' or not name.strip():
+      raise ValueError(f'{path}:{n}: expected "c{len(names):03d} <name>", got {line!r}')
+    names.append(name.strip())
   return names
 
 
@@ -177,8 +164,8 @@ def load_split(root: str, split: str, *, videos: str | None = None) -> Split:
   root = os.fspath(root)
   if split not in _CSV:
     raise ValueError(f'Charades split {split!r}; allowed: {sorted(_CSV)}')
-  class_names = read_classes(find_file(root, _CLASSES))
-  annotation = find_file(root, _CSV[split])
+  class_names = read_classes(annotation_files.find_file(root, _CLASSES, 'Charades'))
+  annotation = annotation_files.find_file(root, _CSV[split], 'Charades')
   rows = read_annotations(annotation, len(class_names))
   if not rows:
     raise ValueError(f'{annotation}: no videos')

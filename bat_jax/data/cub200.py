@@ -39,7 +39,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from bat_jax.data import core, imagenet
+from bat_jax.data import annotation_files, core, imagenet
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
 
@@ -54,26 +54,20 @@ SPLITS = {'train': 1, 'test': 0}  # split name -> its flag in train_test_split.t
 
 def read_id_table(path: str) -> dict[int, str]:
   """``{id: rest of the line}`` of a ``<id> <value>`` file (the CUB annotation format)."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'CUB-200-2011 annotation file {path!r} does not exist')
   table = {}
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      line = line.strip()
-      if not line:
-        continue
-      key, _, value = line.partition(' ')
-      if not key.isdigit() or not value.strip():
-        raise ValueError(f'{path}:{n}: expected "<id> <value>", got {line!r}')
-      if int(key) in table:
-        raise ValueError(f'{path}:{n}: id {key} listed twice')
-      table[int(key)] = value.strip()
+  for n, line in annotation_files.text_lines(path, 'CUB-200-2011 annotation file'):
+    key, _, value = line.partition(' ')
+    if not key.isdigit() or not value.strip():
+      raise ValueError(f'{path}:{n}: expected "<id> <value>", got {line!r}')
+    if int(key) in table:
+      raise ValueError(f'{path}:{n}: id {key} listed twice')
+    table[int(key)] = value.strip()
   return table
 
 
-class FolderSource:
-  """Random-access ``{'image': uint8 (H, W, 3), 'label': int, 'file_name': str}`` of one split of
-  the official ``CUB_200_2011/`` layout; ``class_names`` from ``classes.txt``."""
+class FolderSource(imagenet.ImageFileSource):
+  """The images of one split of the official ``CUB_200_2011/`` layout; ``class_names`` from
+  ``classes.txt``."""
 
   def __init__(self, root: str, split: str):
     if split not in SPLITS:
@@ -103,13 +97,6 @@ class FolderSource:
     if not records:
       raise ValueError(f'{root}: no {split} images listed')
     self.records = records
-
-  def __len__(self) -> int:
-    return len(self.records)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    path, label = self.records[int(index)]
-    return {'image': imagenet.decode_image_file(path), 'label': label, 'file_name': path}
 
 
 class TfdsSource:

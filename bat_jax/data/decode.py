@@ -70,6 +70,7 @@ __all__ = [
     'open_video',
     'stream_info',
     'to_rgb',
+    'frame_index',
     'seek_decode',
     'decoded_frames',
     'decode_all',
@@ -296,6 +297,12 @@ def to_rgb(frame, out_hw) -> np.ndarray:
                         threads=1).to_ndarray()
 
 
+def frame_index(frame, start_time: int, tb, fps: float) -> int:
+  """Index of a decoded frame (or a packet) in the video: ``round((pts - start_time) *
+  time_base * fps)``."""
+  return int(round(float((frame.pts - start_time) * tb) * fps))
+
+
 def seek_decode(container, stream, wanted: np.ndarray, fps: float, skip_nonref: bool = True):
   """Seeks to the keyframe before ``wanted[0]`` and decodes forward; returns frames or None.
 
@@ -320,8 +327,7 @@ def seek_decode(container, stream, wanted: np.ndarray, fps: float, skip_nonref: 
     wanted_set = {int(w) for w in wanted}
 
     def skip(packet) -> bool:
-      return (packet.pts is not None and
-              int(round(float((packet.pts - start_time) * tb) * fps)) not in wanted_set)
+      return packet.pts is not None and frame_index(packet, start_time, tb, fps) not in wanted_set
 
   out = [None] * len(wanted)
   k = 0
@@ -331,7 +337,7 @@ def seek_decode(container, stream, wanted: np.ndarray, fps: float, skip_nonref: 
     for frame in decoded_frames(container, stream, [], skip):
       if frame.pts is None:
         return None
-      idx = int(round(float((frame.pts - start_time) * tb) * fps))
+      idx = frame_index(frame, start_time, tb, fps)
       if not checked_first:
         checked_first = True
         if idx > first:

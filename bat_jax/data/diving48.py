@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from bat_jax.data import annotated
+from bat_jax.data import annotated, annotation_files
 from bat_jax.data.annotated import Split
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
@@ -39,7 +39,7 @@ _SPLIT_FILES = {'train': 'train', 'training': 'train', 'val': 'test', 'validatio
 
 def read_vocab(path: str) -> list[str]:
   """The 48 class names of ``Diving48_vocab.json`` (each entry's words joined by spaces)."""
-  vocab = annotated.read_json(path)
+  vocab = annotation_files.read_json(path)
   if not isinstance(vocab, list) or len(vocab) != NUM_CLASSES:
     raise ValueError(f'{path}: expected a list of {NUM_CLASSES} class entries')
   return [' '.join(str(w) for w in v) if isinstance(v, list) else str(v) for v in vocab]
@@ -52,18 +52,12 @@ def load_split(root: str, split: str, *, videos_dir: str | None = None) -> Split
   key = _SPLIT_FILES.get(split)
   if key is None:
     raise ValueError(f'Diving-48 split {split!r}: use train or test (val)')
-  class_names = read_vocab(annotated.find_file(root, 'Diving48_vocab.json'))
-  annotation = annotated.find_file(root, f'Diving48_V2_{key}.json')
-  entries = annotated.read_json(annotation)
-  if not isinstance(entries, list) or not entries:
-    raise ValueError(f'{annotation}: expected a non-empty list of videos')
+  class_names = read_vocab(annotation_files.find_file(root, 'Diving48_vocab.json'))
+  annotation = annotation_files.find_file(root, f'Diving48_V2_{key}.json')
   videos_dir = os.fspath(videos_dir) if videos_dir else os.path.join(root, VIDEOS_DIR)
-  listed = []
-  for n, e in enumerate(entries):
-    if not isinstance(e, dict) or 'vid_name' not in e or 'label' not in e:
-      raise ValueError(f'{annotation}: entry {n} has no "vid_name" / "label" ({e!r:.80})')
-    listed.append((os.path.join(videos_dir, f'{e["vid_name"]}.mp4'), int(e['label'])))
-  annotated.check_labels([l for _, l in listed], NUM_CLASSES, annotation)
+  listed = [(os.path.join(videos_dir, f'{e["vid_name"]}.mp4'), int(e['label']))
+            for e in annotation_files.json_entries(annotation, ('vid_name', 'label'))]
+  annotation_files.check_labels([l for _, l in listed], NUM_CLASSES, annotation)
   records, missing = annotated.split_present(listed)
   return Split(records, class_names, annotation, missing)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 
-from bat_jax.data import annotated
+from bat_jax.data import annotated, annotation_files
 from bat_jax.data.annotated import Split
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
@@ -47,14 +47,11 @@ _CATEGORY = re.compile(r'^\s*Clabel:\s*(\d+)\s*;[^;]*;[^;]*;\s*(.*?)\s*$')
 def read_elements(path: str) -> list[tuple[str, int]]:
   """``(clip_id, label)`` of a ``<clip_id> <label>`` file."""
   rows = []
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      parts = line.split()
-      if not parts:
-        continue
-      if len(parts) != 2 or not parts[1].isdigit():
-        raise ValueError(f'{path}:{n}: expected "<clip_id> <label>", got {line.strip()!r}')
-      rows.append((parts[0], int(parts[1])))
+  for n, line in annotation_files.text_lines(path):
+    parts = line.split()
+    if len(parts) != 2 or not parts[1].isdigit():
+      raise ValueError(f'{path}:{n}: expected "<clip_id> <label>", got {line!r}')
+    rows.append((parts[0], int(parts[1])))
   return rows
 
 
@@ -62,14 +59,11 @@ def read_categories(path: str, num_classes: int) -> list[str]:
   """Class names of a ``<set>_categories.txt`` (``Clabel: <i>; set: ...; Glabel: ...; <name>``
   lines); every label ``0 .. num_classes - 1`` once."""
   names: dict[int, str] = {}
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      m = _CATEGORY.match(line)
-      if m is None:
-        raise ValueError(f'{path}:{n}: expected "Clabel: <i>; set: ...; Glabel: ...; <name>"')
-      names[int(m.group(1))] = m.group(2)
+  for n, line in annotation_files.text_lines(path):
+    m = _CATEGORY.match(line)
+    if m is None:
+      raise ValueError(f'{path}:{n}: expected "Clabel: <i>; set: ...; Glabel: ...; <name>"')
+    names[int(m.group(1))] = m.group(2)
   if sorted(names) != list(range(num_classes)):
     raise ValueError(f'{path}: the labels are not 0..{num_classes - 1} once each')
   return [names[i] for i in range(num_classes)]
@@ -88,14 +82,14 @@ def load_split(root: str, split: str, gym_set: str = 'gym99', *,
   num_classes = NUM_CLASSES[gym_set]
   try:
     class_names = read_categories(
-        annotated.find_file(root, f'{gym_set}_categories.txt'), num_classes)
+        annotation_files.find_file(root, f'{gym_set}_categories.txt'), num_classes)
   except FileNotFoundError:
     class_names = [str(i) for i in range(num_classes)]
-  annotation = annotated.find_file(root, ANNOTATION_FILES[key].format(gym_set))
+  annotation = annotation_files.find_file(root, ANNOTATION_FILES[key].format(gym_set))
   rows = read_elements(annotation)
   if not rows:
     raise ValueError(f'{annotation}: no clips')
-  annotated.check_labels([l for _, l in rows], num_classes, annotation)
+  annotation_files.check_labels([l for _, l in rows], num_classes, annotation)
   videos_dir = os.fspath(videos_dir) if videos_dir else os.path.join(root, VIDEOS_DIR)
   records, missing = annotated.split_present(
       (os.path.join(videos_dir, f'{clip}.mp4'), label) for clip, label in rows)

@@ -77,7 +77,7 @@ from bat_jax.data.core import broken_files, config_get, reset_broken_files
 
 __all__ = ['make_train_iterator', 'make_eval_iterator', 'random_resized_crop_box',
            'random_resized_crop', 'resize_short_side', 'center_crop', 'eval_image',
-           'train_image', 'FolderSource', 'ImageDecodeError', 'broken_files',
+           'train_image', 'ImageFileSource', 'FolderSource', 'ImageDecodeError', 'broken_files',
            'reset_broken_files', 'NUM_CLASSES']
 
 NUM_CLASSES = 1000
@@ -227,9 +227,22 @@ def _find_split_dir(root: str, split: str) -> str | None:
   return None
 
 
-class FolderSource:
+class ImageFileSource:
   """Random-access ``{'image': uint8 (H, W, 3), 'label': int, 'file_name': str}`` over
-  ``root/<split>/<class>/*.{JPEG,jpg,png}``; ``class_names`` are the sorted training folders."""
+  ``records``, a list of (image file, label) that a subclass's ``__init__`` sets."""
+  records: list[tuple[str, int]]
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    path, label = self.records[int(index)]
+    return {'image': decode_image_file(path), 'label': label, 'file_name': path}
+
+
+class FolderSource(ImageFileSource):
+  """The images of ``root/<split>/<class>/*.{JPEG,jpg,png}``; ``class_names`` are the sorted
+  training folders."""
 
   def __init__(self, root: str, split: str, class_names: Sequence[str] | None = None):
     split_dir = _find_split_dir(root, split)
@@ -252,13 +265,6 @@ class FolderSource:
     if not records:
       raise ValueError(f'no images under {split_dir}/<class>/')
     self.records = records
-
-  def __len__(self) -> int:
-    return len(self.records)
-
-  def __getitem__(self, index: int) -> dict[str, Any]:
-    path, label = self.records[int(index)]
-    return {'image': decode_image_file(path), 'label': label, 'file_name': path}
 
 
 def _source(data_config: Any, split: str) -> Any:

@@ -56,10 +56,6 @@ def eval_clip_indices(n: int, *, num_frames: int, stride: int, num_clips: int,
   return out
 
 
-def _frame_index(frame, start_time, tb, fps) -> int:
-  return int(round(float((frame.pts - start_time) * tb) * fps))
-
-
 def _keyframes(path: str, fps: float) -> np.ndarray | None:
   """Frame indices of the keyframes, from the packets (demux only); None without timestamps."""
   container = D.open_video(path)
@@ -89,7 +85,7 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
   wanted_set = {int(w) for w in wanted}
 
   def skip(packet) -> bool:
-    return packet.pts is not None and _frame_index(packet, start_time, tb, fps) not in wanted_set
+    return packet.pts is not None and D.frame_index(packet, start_time, tb, fps) not in wanted_set
 
   out: dict = {}
   i = 0
@@ -105,7 +101,7 @@ def _union_decode(container, stream, wanted: np.ndarray, fps: float,
     for frame in D.decoded_frames(container, stream, [], skip if skip_nonref else None):
       if frame.pts is None:
         return None
-      idx = _frame_index(frame, start_time, tb, fps)
+      idx = D.frame_index(frame, start_time, tb, fps)
       if not checked:
         checked = True
         if idx > first:

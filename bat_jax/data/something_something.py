@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 
-from bat_jax.data import annotated
+from bat_jax.data import annotated, annotation_files
 from bat_jax.data.annotated import Split
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
@@ -63,8 +63,7 @@ def _split_key(split: str, version: int) -> str:
 
 def read_class_names(path: str) -> list[str]:
   """Class names, one per non-empty line; the line order is the label index."""
-  with open(path, encoding='utf-8') as f:
-    names = [line.strip() for line in f if line.strip()]
+  names = [line for _, line in annotation_files.text_lines(path)]
   if len(set(names)) != len(names):
     raise ValueError(f'{path}: duplicate class names')
   return names
@@ -73,15 +72,11 @@ def read_class_names(path: str) -> list[str]:
 def read_split_csv(path: str) -> list[tuple[str, str]]:
   """``(video_id, class name)`` rows of a ``<video_id>;<class name>`` file."""
   rows = []
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      line = line.strip()
-      if not line:
-        continue
-      vid, sep, name = line.partition(';')
-      if not sep or not vid.strip() or not name.strip():
-        raise ValueError(f'{path}:{n}: expected "<video_id>;<class name>", got {line!r}')
-      rows.append((vid.strip(), name.strip()))
+  for n, line in annotation_files.text_lines(path):
+    vid, sep, name = line.partition(';')
+    if not sep or not vid.strip() or not name.strip():
+      raise ValueError(f'{path}:{n}: expected "<video_id>;<class name>", got {line!r}')
+    rows.append((vid.strip(), name.strip()))
   return rows
 
 
@@ -89,10 +84,10 @@ def load_split(root: str, split: str, *, frames_dir: str | None = None) -> Split
   """V1 records of ``split`` ('train' or 'val'); labels from the labels CSV's line order."""
   root = os.fspath(root)
   key = _split_key(split, 1)
-  class_names = read_class_names(annotated.find_file(root, f'{_PREFIX[1]}labels.csv'))
+  class_names = read_class_names(annotation_files.find_file(root, f'{_PREFIX[1]}labels.csv'))
   label_of = {c: i for i, c in enumerate(class_names)}
   folded = {c.lower(): i for i, c in enumerate(class_names)}
-  annotation = annotated.find_file(root, f'{_PREFIX[1]}{key}.csv')
+  annotation = annotation_files.find_file(root, f'{_PREFIX[1]}{key}.csv')
   frames_dir = os.fspath(frames_dir) if frames_dir else os.path.join(root, FRAMES_DIR)
   records = []
   for vid, name in read_split_csv(annotation):
@@ -108,7 +103,7 @@ def load_split(root: str, split: str, *, frames_dir: str | None = None) -> Split
 def read_labels_v2(path: str) -> list[str]:
   """Class names of ``something-something-v2-labels.json`` (``{template: "index"}``) in index
   order; the indices must be exactly ``0 .. n - 1``."""
-  table = annotated.read_json(path)
+  table = annotation_files.read_json(path)
   if not isinstance(table, dict) or not table:
     raise ValueError(f'{path}: expected a non-empty {{"<template>": "<index>"}} object')
   try:
@@ -130,17 +125,12 @@ def load_split_v2(root: str, split: str, *, videos_dir: str | None = None) -> Sp
   template (module docstring); listed ids without a file go to ``missing``."""
   root = os.fspath(root)
   key = _split_key(split, 2)
-  class_names = read_labels_v2(annotated.find_file(root, f'{_PREFIX[2]}labels.json'))
+  class_names = read_labels_v2(annotation_files.find_file(root, f'{_PREFIX[2]}labels.json'))
   label_of = {c: i for i, c in enumerate(class_names)}
-  annotation = annotated.find_file(root, f'{_PREFIX[2]}{key}.json')
-  entries = annotated.read_json(annotation)
-  if not isinstance(entries, list) or not entries:
-    raise ValueError(f'{annotation}: expected a non-empty list of videos')
+  annotation = annotation_files.find_file(root, f'{_PREFIX[2]}{key}.json')
   videos_dir = os.fspath(videos_dir) if videos_dir else os.path.join(root, VIDEOS_DIR_V2)
   listed = []
-  for n, e in enumerate(entries):
-    if not isinstance(e, dict) or 'id' not in e or 'template' not in e:
-      raise ValueError(f'{annotation}: entry {n} has no "id" / "template" ({e!r:.80})')
+  for e in annotation_files.json_entries(annotation, ('id', 'template')):
     label = label_of.get(template_class(str(e['template'])))
     if label is None:
       raise ValueError(f'{annotation}: template {e["template"]!r} of video {e["id"]} not in '

@@ -22,10 +22,10 @@ listed video that is missing or undecodable stays a record: it is reported by
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
-from bat_jax.data import core, pipeline
+from bat_jax.data import annotated, annotation_files
+from bat_jax.data.annotated import Split
 from bat_jax.data.core import config_get, config_require
 from bat_jax.data.core import broken_files, reset_broken_files  # pylint: disable=unused-import
 
@@ -40,36 +40,16 @@ SPLIT_IDS = (1, 2, 3)
 _LIST_NAMES = {'train': 'trainlist', 'test': 'testlist'}
 
 
-@dataclasses.dataclass
-class Split:
-  """``records``: (video path, label) in list order; ``class_names``: classInd order."""
-  records: list[tuple[str, int]]
-  class_names: list[str]
-  annotation: str
-
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  def __len__(self) -> int:
-    return len(self.records)
-
-
 def read_class_index(path: str) -> list[str]:
   """Class names of ``classInd.txt`` (``<label> <Class>``, labels 1..N in any line order)."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'UCF-101 class index {path!r} does not exist')
   names: dict[int, str] = {}
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      parts = line.split()
-      if not parts:
-        continue
-      if len(parts) != 2 or not parts[0].isdigit():
-        raise ValueError(f'{path}:{n}: expected "<label> <Class>", got {line.strip()!r}')
-      if int(parts[0]) in names:
-        raise ValueError(f'{path}:{n}: label {parts[0]} listed twice')
-      names[int(parts[0])] = parts[1]
+  for n, line in annotation_files.text_lines(path, 'UCF-101 class index'):
+    parts = line.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+      raise ValueError(f'{path}:{n}: expected "<label> <Class>", got {line!r}')
+    if int(parts[0]) in names:
+      raise ValueError(f'{path}:{n}: label {parts[0]} listed twice')
+    names[int(parts[0])] = parts[1]
   if sorted(names) != list(range(1, len(names) + 1)):
     raise ValueError(f'{path}: labels are not 1..{len(names)}')
   return [names[i] for i in range(1, len(names) + 1)]
@@ -78,26 +58,21 @@ def read_class_index(path: str) -> list[str]:
 def read_list(path: str, class_names: list[str]) -> list[tuple[str, int]]:
   """``(<Class>/<file>.avi, 0-based label)`` rows of a train or test list. A train list's label
   must agree with its class folder; a test list's comes from the folder."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'UCF-101 split list {path!r} does not exist')
   label_of = {c: i for i, c in enumerate(class_names)}
   rows = []
-  with open(path, encoding='utf-8') as f:
-    for n, line in enumerate(f, 1):
-      parts = line.split()
-      if not parts:
-        continue
-      rel = parts[0].replace('\\', '/')
-      folder = rel.split('/')[0] if '/' in rel else ''
-      label = label_of.get(folder)
-      if len(parts) > 2 or label is None:
-        raise ValueError(f'{path}:{n}: expected "<Class>/<file>.avi [label]" with a class of '
-                         f'classInd.txt, got {line.strip()!r}')
-      if len(parts) == 2:
-        if not parts[1].isdigit() or int(parts[1]) - 1 != label:
-          raise ValueError(f'{path}:{n}: label {parts[1]!r} is not that of class {folder!r} '
-                           f'({label + 1} in classInd.txt)')
-      rows.append((rel, label))
+  for n, line in annotation_files.text_lines(path, 'UCF-101 split list'):
+    parts = line.split()
+    rel = parts[0].replace('\\', '/')
+    folder = rel.split('/')[0] if '/' in rel else ''
+    label = label_of.get(folder)
+    if len(parts) > 2 or label is None:
+      raise ValueError(f'{path}:{n}: expected "<Class>/<file>.avi [label]" with a class of '
+                       f'classInd.txt, got {line!r}')
+    if len(parts) == 2:
+      if not parts[1].isdigit() or int(parts[1]) - 1 != label:
+        raise ValueError(f'{path}:{n}: label {parts[1]!r} is not that of class {folder!r} '
+                         f'({label + 1} in classInd.txt)')
+    rows.append((rel, label))
   if not rows:
     raise ValueError(f'{path}: no videos listed')
   return rows
@@ -128,23 +103,5 @@ def _load(data_config, split: str) -> Split:
                     lists_dir=config_get(data_config, 'lists_dir', None))
 
 
-def make_train_iterator(data_config, global_batch_size: int, process_index: int = 0,
-                        process_count: int = 1, seed: int = 0, *,
-                        num_epochs: int | None = None) -> core.GrainIterator:
-  """:func:`bat_jax.data.pipeline.make_train_iterator` on the ``train_split`` (``train``)."""
-  sp = _load(data_config, config_get(data_config, 'train_split', 'train'))
-  return pipeline.make_train_iterator(data_config, global_batch_size, process_index,
-                                      process_count, seed, num_epochs=num_epochs,
-                                      records=sp.records, class_names=sp.class_names)
-
-
-def make_eval_iterator(data_config, global_batch_size: int, process_index: int = 0,
-                       process_count: int = 1, *, num_clips: int = 1, num_crops: int = 1,
-                       crop_size: int | None = None) -> core.GrainIterator:
-  """:func:`bat_jax.data.pipeline.make_eval_iterator` on the ``eval_split`` (``test``)."""
-  sp = _load(data_config, config_get(data_config, 'eval_split', 'test'))
-  it = pipeline.make_eval_iterator(data_config, global_batch_size, process_index, process_count,
-                                   num_clips=num_clips, num_crops=num_crops,
-                                   crop_size=crop_size, records=sp.records)
-  it.class_names, it.num_classes = list(sp.class_names), sp.num_classes
-  return it
+make_train_iterator, make_eval_iterator = annotated.entry_points(_load, 'UCF-101',
+                                                                 eval_split='test')
