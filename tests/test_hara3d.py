@@ -38,7 +38,9 @@ def _cfg(num_classes=400):
 
 @pytest.mark.parametrize('num_classes,expected', [(400, 47_018_576), (101, 46_405_925)])
 def test_parameter_count_matches_the_released_model(num_classes, expected):
-  """Kinetics (400-way, the released resnet-50-kinetics.pth) and UCF-101 (101-way) heads."""
+  """Kinetics (400-way, the released resnet-50-kinetics.pth) and UCF-101 (101-way) heads. The
+  expected counts are also what torch reports for the released ``resnet50(shortcut_type='B')``
+  (docs/models.md)."""
   assert hara_resnet_params(num_classes) == expected
   assert summary.summarize(_cfg(num_classes=num_classes))['params'] == expected
 
