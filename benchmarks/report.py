@@ -18,6 +18,7 @@ import sys
 from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checkouts as checkouts_bench  # noqa: E402  pylint: disable=g-import-not-at-top
 import common  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # (key in models.json 'targets', description, limit (None: reported only), True if the measured
@@ -280,7 +281,6 @@ def write(models: dict[str, Any] | None, blocks: dict[str, Any] | None,
               'values (1, 2, 2), hence smaller counts where those terms dominate.', '',
               blocks_pivot(blocks, 'macs', '.3f'), '']
   if checkouts:
-    import checkouts as checkouts_bench  # pylint: disable=g-import-not-at-top
     a = checkouts['args']
     lines += ['## Train step: two checkouts, alternating processes', '',
               f"Machine: {machine_line(checkouts['machine'])}. Command: `python "

@@ -1,6 +1,7 @@
 """CIFAR-10 / CIFAR-100 through ``tfds.data_source`` and grain (the chebysnl §3.1 experiments).
 
-Same interface as the trainer's other sources (``bat_jax.data.synthetic``, ``bat_jax.data.pipeline``)::
+Same interface as the trainer's other sources (``bat_jax.data.synthetic``,
+``bat_jax.data.pipeline``)::
 
     it = make_train_iterator(config.data, global_batch_size, process_index, process_count, seed)
     batch = next(it)            # {'image': uint8 (B, 32, 32, 3), 'label': i32 (B,)}

@@ -63,7 +63,8 @@ def initialize_distributed(mode: str = 'auto', heartbeat_timeout_s: int = 100,
 
 
 def make_mesh() -> Mesh:
-  """All devices of all processes on one ``'data'`` axis (process-major order, as jax lists them)."""
+  """All devices of all processes on one ``'data'`` axis (process-major order, as jax lists
+  them)."""
   return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
 
 
