@@ -144,7 +144,7 @@ def test_every_bn_of_the_model_uses_the_groups():
              block={'type': 'bat', 'groups': 2, 'size': 2, 'dropout_rate': 0.0},
              insertions={'res3': (1,)})
   x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
-  variables = build_model(cfg).init(jax.random.key(1), x[:1])
+  variables = jax.jit(build_model(cfg).init)(jax.random.key(1), x[:1])
 
   def train_apply(group, x=x):
     model = build_model(dict(cfg, bn_group_size=group))
@@ -185,7 +185,7 @@ _DEVICES_SCRIPT = textwrap.dedent('''
     cfg = dict(name='resnet18', num_classes=5, width=2, input_size=(32, 32))
     x = jax.random.normal(jax.random.key(0), (16, 32, 32, 3))
     labels = jnp.arange(16) % 5
-    variables = build_model(cfg).init(jax.random.key(1), x[:1])
+    variables = jax.jit(build_model(cfg).init)(jax.random.key(1), x[:1])
 
     def loss(params, x, group):
       logits, _ = build_model(dict(cfg, bn_group_size=group)).apply(

@@ -138,7 +138,7 @@ def test_c2d_takes_the_image_checkpoint_unchanged(image_run):
   for name in want:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
   clip = jnp.repeat(image[:, None], 4, axis=1)  # every frame the same image
-  logits3d = np.asarray(model.apply({'params': params, 'batch_stats': batch_stats}, clip))
+  logits3d = np.asarray(jax.jit(model.apply)({'params': params, 'batch_stats': batch_stats}, clip))
   np.testing.assert_allclose(logits3d, logits2d, rtol=1e-5, atol=1e-5 * np.abs(logits2d).max())
 
 

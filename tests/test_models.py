@@ -140,7 +140,7 @@ def test_images_are_nhwc_and_train_mode_needs_dropout_and_batch_stats():
                          updates['batch_stats'], variables['batch_stats'])
   assert all(jax.tree.leaves(changed))
   with pytest.raises(Exception, match='dropout'):
-    model.apply(variables, x, train=True, mutable=['batch_stats'])
+    jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(variables, x)
 
 
 @pytest.mark.parametrize('cfg, message', [

@@ -127,8 +127,8 @@ def test_bf16_model_matches_float32(block):
   x, labels = _inputs()
   f32, bf16 = build_model(small_config(block, 'float32')), build_model(small_config(block,
                                                                                    'bfloat16'))
-  variables = f32.init({'params': jax.random.key(1)}, x[:1], train=False)
-  bf16_vars = bf16.init({'params': jax.random.key(1)}, x[:1], train=False)
+  variables = jax.jit(lambda: f32.init({'params': jax.random.key(1)}, x[:1], train=False))()
+  bf16_vars = jax.jit(lambda: bf16.init({'params': jax.random.key(1)}, x[:1], train=False))()
   # Parameters and statistics are float32 in both, with the same names and values.
   assert jax.tree.structure(bf16_vars) == jax.tree.structure(variables)
   for a, b in zip(jax.tree.leaves(bf16_vars), jax.tree.leaves(variables)):
@@ -136,8 +136,8 @@ def test_bf16_model_matches_float32(block):
     np.testing.assert_array_equal(a, b)
 
   # Inference logits.
-  y32 = f32.apply(variables, x, train=False)
-  y16 = bf16.apply(variables, x, train=False)
+  y32 = jax.jit(lambda v: f32.apply(v, x, train=False))(variables)
+  y16 = jax.jit(lambda v: bf16.apply(v, x, train=False))(variables)
   assert y16.dtype == jnp.float32
   assert _rel_err(y16, y32) <= 0.02, _rel_err(y16, y32)
 

@@ -70,8 +70,9 @@ def test_remat_same_params_outputs_stats_and_gradients(block, remat):
   x = jax.random.normal(jax.random.key(0), (2, 4, 32, 32, 3))
   labels = jnp.array([1, 3])
   plain_cfg, remat_cfg = small_config(block), small_config(block, remat)
-  variables = build_model(plain_cfg).init({'params': jax.random.key(1)}, x[:1], train=False)
-  remat_vars = build_model(remat_cfg).init({'params': jax.random.key(1)}, x[:1], train=False)
+  init = lambda cfg: jax.jit(lambda: build_model(cfg).init(  # noqa: E731
+      {'params': jax.random.key(1)}, x[:1], train=False))()
+  variables, remat_vars = init(plain_cfg), init(remat_cfg)
   # Same parameter names, shapes and initial values: checkpoints load either way.
   _assert_trees_close(remat_vars, variables, rtol=0)
 
@@ -84,8 +85,9 @@ def test_remat_same_params_outputs_stats_and_gradients(block, remat):
   assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads1))
 
   # Inference too (remat only matters under differentiation, but the module path changes).
-  y0 = build_model(plain_cfg).apply(variables, x, train=False)
-  y1 = build_model(remat_cfg).apply(variables, x, train=False)
+  infer = lambda cfg: jax.jit(  # noqa: E731
+      lambda v: build_model(cfg).apply(v, x, train=False))(variables)
+  y0, y1 = infer(plain_cfg), infer(remat_cfg)
   _assert_trees_close(y1, y0)
 
 

@@ -276,13 +276,13 @@ def test_batch_norm_normalization_follows_the_block_mode():
   model = build_model(dict(name='rsa_resnet50', num_classes=3, width=16,
                            rsa={'normalization': 'batch_norm', 'kernel_size': (1, 3, 3)}))
   x = jax.random.normal(jax.random.key(0), (2, 2, 32, 32, 3))
-  variables = model.init(jax.random.key(1), x)
-  _, updates = model.apply(variables, x, train=True, mutable=['batch_stats'],
-                           rngs={'dropout': jax.random.key(2)})
+  variables = jax.jit(model.init)(jax.random.key(1), x)
+  _, updates = jax.jit(lambda v: model.apply(v, x, train=True, mutable=['batch_stats'],
+                                             rngs={'dropout': jax.random.key(2)}))(variables)
   stats = updates['batch_stats']['res2_block2']['conv2']
   assert set(stats) == {'q_bn', 'k_bn', 'v_bn'}
   assert float(jnp.abs(stats['q_bn']['mean']).sum()) > 0  # moved from its initial 0
   before = variables['batch_stats']['res2_block2']['conv2']['q_bn']['mean']
-  _, unchanged = model.apply(variables, x, mutable=['batch_stats'])
+  _, unchanged = jax.jit(lambda v: model.apply(v, x, mutable=['batch_stats']))(variables)
   np.testing.assert_array_equal(unchanged['batch_stats']['res2_block2']['conv2']['q_bn']['mean'],
                                 before)

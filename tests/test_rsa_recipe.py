@@ -250,11 +250,13 @@ def test_stochastic_depth_drops_whole_residual_branches_in_the_model():
   model = build_model(ml_collections.ConfigDict(cfg))
   plain = build_model(ml_collections.ConfigDict({**cfg, 'stochastic_depth': 0.0}))
   x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 16, 16, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), x)
-  np.testing.assert_allclose(model.apply(variables, x), plain.apply(variables, x), rtol=1e-6)
-  outs = [model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)},
-                      mutable=['batch_stats'])[0] for s in range(3)]
-  ref, _ = plain.apply(variables, x, train=True, rngs={'dropout': jax.random.key(0)},
-                       mutable=['batch_stats'])
+  variables = jax.jit(model.init)(jax.random.key(0), x)
+  infer = lambda m: jax.jit(lambda v: m.apply(v, x))(variables)  # noqa: E731
+  np.testing.assert_allclose(infer(model), infer(plain), rtol=1e-6)
+  train = jax.jit(lambda key: model.apply(variables, x, train=True, rngs={'dropout': key},
+                                          mutable=['batch_stats'])[0])
+  outs = [train(jax.random.key(s)) for s in range(3)]
+  ref, _ = jax.jit(lambda: plain.apply(variables, x, train=True, mutable=['batch_stats'],
+                                       rngs={'dropout': jax.random.key(0)}))()
   assert all(not np.allclose(o, ref) for o in outs)
   assert not np.allclose(outs[0], outs[1])
