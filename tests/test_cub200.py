@@ -14,11 +14,12 @@ from PIL import Image
 from bat_jax import build_model
 from bat_jax.data import core, cub200, imagenet, registry
 from bat_jax.data import mesh as mesh_lib
-from bat_jax.training import config_checks, transfer
+from bat_jax.training import transfer
 from bat_jax.training import state as state_lib
 from bat_jax.training.checkpoint import flat_shapes
 from configs import args
 from configs import chebysnl_cub200_r50
+from tests import util
 
 CLASSES = ('001.Black_footed_Albatross', '002.Laysan_Albatross', '003.Sooty_Albatross')
 # (class 1-based, train flag) per image id 1..; image 9 is truncated, image 10 is not on disk.
@@ -177,14 +178,8 @@ def test_registry_and_config_checks_know_both_sources(cub_root):
     assert registry.data_module(_cfg(name=name)) is cub200
   with pytest.raises(ValueError, match="config.data.name='cub'; allowed"):
     cub200.make_source(_cfg(name='cub'), 'train')
-  cfg = chebysnl_cub200_r50.get_config()
-  with pytest.raises(config_checks.ConfigError, match='config.data.data_dir is empty'):
-    config_checks.validate_config(cfg)
-  cfg.data.name = 'cub200_folder'
-  with pytest.raises(config_checks.ConfigError, match='config.data.root is empty'):
-    config_checks.validate_config(cfg)
-  cfg.data.root = str(cub_root)
-  config_checks.validate_config(cfg)
+  util.assert_tfds_or_folder_source_validated(chebysnl_cub200_r50.get_config(), 'cub200_folder',
+                                              str(cub_root))
 
 
 def _shapes(name):

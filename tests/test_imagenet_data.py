@@ -16,9 +16,11 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from bat_jax.data import imagenet, pipeline
-from bat_jax.training import config_checks, loop
+from bat_jax.training import loop
 from bat_jax.training import evaluate as evaluate_lib
+from configs import base_imagenet
 from tests import helpers_train as h
+from tests import util
 
 loop.mark_flags_parsed()
 
@@ -251,15 +253,8 @@ def test_folder_source_labels_decodes_and_reports_broken_files(folder_root):
 
 
 def test_config_validation_for_both_sources(folder_root):
-  from configs import base_imagenet  # pylint: disable=g-import-not-at-top
-  cfg = base_imagenet.get_config()
-  with pytest.raises(config_checks.ConfigError, match='config.data.data_dir is empty'):
-    config_checks.validate_config(cfg)
-  cfg.data.name = 'imagenet_folder'
-  with pytest.raises(config_checks.ConfigError, match='config.data.root is empty'):
-    config_checks.validate_config(cfg)
-  cfg.data.root = folder_root
-  config_checks.validate_config(cfg)  # data_dir may stay empty
+  util.assert_tfds_or_folder_source_validated(base_imagenet.get_config(), 'imagenet_folder',
+                                              folder_root)
 
 
 def test_short_training_run_on_jpeg_folders(folder_root, tmp_path):
